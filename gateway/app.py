@@ -1,0 +1,57 @@
+"""Application wiring: create_app(config) builds the app; cleanup contexts own resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+from aiohttp import web
+
+from gateway import secretfiles
+from gateway.config import Config
+from gateway.http import ops
+from gateway.http.keys import ADMIN_TOKEN, CONFIG, OFFER, STORE
+from gateway.http.middlewares import (
+    observe_middleware,
+    problem_middleware,
+    request_id_middleware,
+)
+from gateway.service.offer import build_offer
+from gateway.store import open_store
+
+__all__ = ["ADMIN_TOKEN", "CONFIG", "OFFER", "STORE", "create_app"]
+
+
+async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    app[STORE] = await open_store(
+        config.database_url, group_commit_max=config.storage.group_commit_max
+    )
+    yield
+    await app[STORE].close()
+
+
+async def secrets_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    token, _, _ = secretfiles.admin_token(config.data_path, config.admin_token)
+    app[ADMIN_TOKEN] = token
+    yield
+
+
+async def offer_ctx(app: web.Application) -> AsyncIterator[None]:
+    app[OFFER] = msgspec.json.encode(build_offer(app[CONFIG]))
+    yield
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the application for `config`; resources open when it starts."""
+    app = web.Application(
+        middlewares=[request_id_middleware, observe_middleware, problem_middleware],
+        client_max_size=config.server.max_body_bytes,
+    )
+    app[CONFIG] = config
+    app.cleanup_ctx.append(storage_ctx)
+    app.cleanup_ctx.append(secrets_ctx)
+    app.cleanup_ctx.append(offer_ctx)
+    app.add_routes(ops.routes)
+    return app

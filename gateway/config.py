@@ -1,0 +1,201 @@
+"""Configuration: frozen msgspec structs from a TOML file, overridden by GATEWAY_* variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Port = Annotated[int, Meta(ge=0, le=65535)]
+Positive = Annotated[int, Meta(gt=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+
+
+class ConfigError(Exception):
+    """A configuration value is missing or wrong; `key` names it."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class _Section(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServerConfig(_Section):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    # The URL third parties reach us at; the token endpoint's `aud` is derived from it.
+    public_url: str = ""
+    max_body_bytes: Positive = 1024 * 1024
+    media_max_bytes: Positive = 100 * 1024 * 1024
+    shutdown_timeout_s: PositiveFloat = 10.0
+
+
+class StorageConfig(_Section):
+    # Empty means `sqlite:///<data_dir>/gateway.db`.
+    database_url: str = ""
+    # Group commit: how many queued writes share one transaction at most.
+    group_commit_max: Positive = 256
+    pool_size: Positive = 10
+    statement_timeout_s: PositiveFloat = 30.0
+
+
+class LogConfig(_Section):
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class FunctionalityConfig(_Section):
+    state: Literal["available", "planned"] = "available"
+    planned_for: str | None = None
+
+
+class ServiceConfig(_Section):
+    enabled: bool = True
+    e2ee: Literal["required", "optional"] = "required"
+    functionalities: dict[str, FunctionalityConfig] = {}
+
+
+def _default_services() -> dict[str, ServiceConfig]:
+    basic = {
+        "text": FunctionalityConfig(),
+        "images": FunctionalityConfig(),
+        "voice_messages": FunctionalityConfig(),
+        "video": FunctionalityConfig(),
+        "files": FunctionalityConfig(),
+        "reactions": FunctionalityConfig(),
+        "replies": FunctionalityConfig(),
+        "receipts": FunctionalityConfig(),
+        "typing": FunctionalityConfig(),
+        # Art. 7(2)(b) and (c) give 2 and 4 years from designation.
+        "group_text": FunctionalityConfig(state="planned", planned_for="2026-03-01"),
+        "group_files": FunctionalityConfig(state="planned", planned_for="2026-03-01"),
+        "voice_calls": FunctionalityConfig(state="planned", planned_for="2028-03-01"),
+        "video_calls": FunctionalityConfig(state="planned", planned_for="2028-03-01"),
+    }
+    return {
+        "whatsapp": ServiceConfig(e2ee="required", functionalities=basic),
+        "messenger": ServiceConfig(e2ee="required", functionalities=basic),
+        "instagram": ServiceConfig(e2ee="optional", functionalities=basic),
+    }
+
+
+class Config(_Section):
+    data_dir: str = "var"
+    admin_token: str = ""
+    platforms: Literal["sandbox", "http"] = "sandbox"
+    request_deadline_days: Positive = 90
+    server: ServerConfig = ServerConfig()
+    storage: StorageConfig = StorageConfig()
+    log: LogConfig = LogConfig()
+    services: dict[str, ServiceConfig] = msgspec.field(default_factory=_default_services)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        return self.storage.database_url or f"sqlite:///{self.data_path / 'gateway.db'}"
+
+    @property
+    def base_url(self) -> str:
+        if self.server.public_url:
+            return self.server.public_url.rstrip("/")
+        return f"http://{self.server.host}:{self.server.port}"
+
+
+# Documented short names (DESIGN §4.1); any other key is GATEWAY_<SECTION>__<KEY>.
+ENV_ALIASES: dict[str, tuple[str, ...]] = {
+    "GATEWAY_DATABASE_URL": ("storage", "database_url"),
+    "GATEWAY_HOST": ("server", "host"),
+    "GATEWAY_PORT": ("server", "port"),
+    "GATEWAY_PUBLIC_URL": ("server", "public_url"),
+    "GATEWAY_ADMIN_TOKEN": ("admin_token",),
+    "GATEWAY_DATA_DIR": ("data_dir",),
+    "GATEWAY_PLATFORMS": ("platforms",),
+    "GATEWAY_LOG_FORMAT": ("log", "format"),
+    "GATEWAY_LOG_LEVEL": ("log", "level"),
+}
+
+
+def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: str) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(".".join(path), "is nested under a value that is not a table")
+        node = child
+    node[path[-1]] = value
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith("GATEWAY_") or name.startswith("GATEWAY_TEST_"):
+            continue
+        path = ENV_ALIASES.get(name)
+        if path is None:
+            path = tuple(p.lower() for p in name[len("GATEWAY_") :].split("__"))
+        _set_path(tree, path, value)
+    return tree
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _key_of(error: msgspec.ValidationError) -> tuple[str, str]:
+    message = str(error)
+    problem, _, where = message.partition(" - at `$")
+    where = where.rstrip("`").lstrip(".")
+    if problem.startswith("Object contains unknown field `"):
+        field = problem.split("`")[1]
+        return (f"{where}.{field}" if where else field), "unknown key"
+    return (where or "config"), problem
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (if any), apply environment overrides, validate."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError("--config", f"file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", f"invalid TOML: {exc}") from None
+    raw = _merge(raw, _env_overrides(os.environ if env is None else env))
+    try:
+        config = msgspec.convert(raw, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(*_key_of(exc)) from None
+    return _check(config)
+
+
+def _check(config: Config) -> Config:
+    url = config.database_url
+    if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError("storage.database_url", "must start with sqlite:/// or postgresql://")
+    unknown = set(config.services) - {"whatsapp", "messenger", "instagram"}
+    if unknown:
+        raise ConfigError(f"services.{sorted(unknown)[0]}", "unknown service")
+    if config.server.public_url and not config.server.public_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ConfigError("server.public_url", "must be an http:// or https:// URL")
+    return config

@@ -1,0 +1,89 @@
+"""The one error hierarchy; the problem middleware renders it as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    """Base of every error a client may see; subclasses set status, type and title."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "about:blank"
+    title: ClassVar[str] = "Internal Server Error"
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.field = field
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(GatewayError):
+    status, type, title = 400, "/problems/bad-request", "Bad request"
+
+
+class MalformedJSON(GatewayError):
+    status, type, title = 400, "/problems/malformed-json", "Malformed JSON"
+
+
+class InvalidEncoding(GatewayError):
+    status, type, title = 400, "/problems/invalid-encoding", "Body is not valid UTF-8"
+
+
+class Unauthorized(GatewayError):
+    status, type, title = 401, "/problems/unauthorized", "Unauthorized"
+
+
+class Forbidden(GatewayError):
+    status, type, title = 403, "/problems/forbidden", "Forbidden"
+
+
+class NotFound(GatewayError):
+    status, type, title = 404, "/problems/not-found", "Not found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, type, title = 405, "/problems/method-not-allowed", "Method not allowed"
+
+
+class Conflict(GatewayError):
+    status, type, title = 409, "/problems/conflict", "Conflict"
+
+
+class PayloadTooLarge(GatewayError):
+    status, type, title = 413, "/problems/payload-too-large", "Payload too large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status, type, title = 415, "/problems/unsupported-media-type", "Unsupported media type"
+
+
+class ValidationFailed(GatewayError):
+    status, type, title = 422, "/problems/validation", "Validation failed"
+
+
+class RateLimited(GatewayError):
+    status, type, title = 429, "/problems/rate-limited", "Too many requests"
+
+    def __init__(self, detail: str = "", *, retry_after: int = 1, **kw: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))}, **kw)
+
+
+class Overloaded(GatewayError):
+    status, type, title = 503, "/problems/overloaded", "Service overloaded"
+
+    def __init__(self, detail: str = "", *, retry_after: int = 1, **kw: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))}, **kw)
+
+
+class Unavailable(GatewayError):
+    status, type, title = 503, "/problems/unavailable", "Service unavailable"

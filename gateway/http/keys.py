@@ -1,0 +1,14 @@
+"""Typed application keys: the app's resources, set by cleanup contexts in gateway.app."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.config import Config
+from gateway.store import Store
+
+CONFIG = web.AppKey("config", Config)
+STORE = web.AppKey("store", Store)
+ADMIN_TOKEN = web.AppKey("admin_token", str)
+# The reference offer, encoded once at start.
+OFFER = web.AppKey("offer", bytes)

@@ -1,0 +1,137 @@
+"""Request id, request log and metrics, and the one problem+json renderer."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway import metrics
+from gateway.errors import GatewayError
+from gateway.http.problem import problem_response
+
+log = structlog.get_logger("gateway.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID = web.RequestKey("request_id", str)
+REQUEST_ID_HEADER = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+# Router and framework errors keep our problem vocabulary.
+_HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
+    400: ("/problems/bad-request", "Bad request"),
+    401: ("/problems/unauthorized", "Unauthorized"),
+    403: ("/problems/forbidden", "Forbidden"),
+    404: ("/problems/not-found", "Not found"),
+    405: ("/problems/method-not-allowed", "Method not allowed"),
+    413: ("/problems/payload-too-large", "Payload too large"),
+    415: ("/problems/unsupported-media-type", "Unsupported media type"),
+}
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (bounded), never the raw path."""
+    info = request.match_info
+    route = getattr(info, "route", None)
+    resource = getattr(route, "resource", None)
+    if resource is None or info.http_exception is not None:
+        return "unmatched"
+    return str(resource.canonical)
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Accept a sane X-Request-Id or make one; bind it to logs; echo it."""
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    response = await handler(request)
+    if not response.prepared:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    return response
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One log line and the metrics of each request, labelled by route template."""
+    route = route_template(request)
+    method = request.method if request.method in _KNOWN_METHODS else "OTHER"
+    structlog.contextvars.bind_contextvars(route=route)
+    started = time.perf_counter()
+    metrics.HTTP_IN_FLIGHT.inc()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        metrics.HTTP_IN_FLIGHT.dec()
+        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
+        metrics.HTTP_DURATION.labels(route, method).observe(elapsed)
+        log.info(
+            "request_handled",
+            method=method,
+            status=status,
+            duration_ms=round(elapsed * 1000, 3),
+        )
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Render every failure as application/problem+json; never leak internals in a 500."""
+    request_id = request.get(REQUEST_ID)
+    try:
+        return await handler(request)
+    except GatewayError as exc:
+        return problem_response(
+            exc.status,
+            exc.type,
+            exc.title,
+            exc.detail,
+            request_id=request_id,
+            field=exc.field,
+            headers=exc.headers,
+            extra=exc.extra,
+        )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        type_, title = _HTTP_PROBLEMS.get(exc.status, ("about:blank", exc.reason))
+        headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
+        return problem_response(
+            exc.status,
+            type_,
+            title,
+            _http_detail(exc, request),
+            request_id=request_id,
+            headers=headers,
+        )
+    except Exception:
+        log.exception("unhandled_error")
+        return problem_response(
+            500,
+            "about:blank",
+            "Internal Server Error",
+            "The gateway failed to handle this request; it has been logged.",
+            request_id=request_id,
+        )
+
+
+def _http_detail(exc: web.HTTPException, request: web.Request) -> str:
+    if exc.status == 404:
+        return "No resource matches this path."
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "")
+        return f"Method {request.method} is not allowed here; allowed: {allowed}."
+    if exc.status == 413:
+        return "The body is larger than the limit."
+    return exc.reason

@@ -1,0 +1,68 @@
+"""The reference offer of Art. 7(4): what is interoperable, on which terms, built from config."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway.config import Config
+from gateway.translate.limits import LIMITS, ServiceLimits
+
+E2EE_PROTOCOLS = ["olm.v1"]
+
+
+def _limits(limits: ServiceLimits) -> dict[str, Any]:
+    return {
+        "text_max": limits.text_max,
+        "text_unit": limits.text_unit,
+        "caption_max": limits.caption_max,
+        "media": {
+            kind: {"max_bytes": media.max_bytes, "mime_types": list(media.mime_types)}
+            for kind, media in limits.media.items()
+        },
+    }
+
+
+def build_offer(config: Config, *, audit_public_key: str | None = None) -> dict[str, Any]:
+    """The machine-readable reference offer served at /.well-known/dma-interop."""
+    base = config.base_url
+    services: dict[str, Any] = {}
+    for name, service in config.services.items():
+        if not service.enabled:
+            continue
+        services[name] = {
+            "functionalities": {
+                fname: {
+                    "state": f.state,
+                    **({"planned_for": f.planned_for} if f.planned_for else {}),
+                }
+                for fname, f in service.functionalities.items()
+            },
+            "limits": _limits(LIMITS[name]),
+            "e2ee": {"policy": service.e2ee, "protocols": E2EE_PROTOCOLS},
+            "user_uri_prefix": f"mimi://{name}/u/",
+        }
+    return {
+        "provider": "dma-gateway",
+        "version": 1,
+        "legal_basis": "Regulation (EU) 2022/1925, Article 7",
+        "free_of_charge": True,
+        "request_deadline_days": config.request_deadline_days,
+        "services": services,
+        "content_format": {
+            "name": "MIMI content",
+            "reference": "draft-ietf-mimi-content",
+            "media_types": ["application/json", "application/mimi-content"],
+        },
+        "endpoints": {
+            "interop_requests": f"{base}/v1/interop-requests",
+            "token": f"{base}/v1/oauth/token",
+            "jwks_uri": f"{base}/.well-known/jwks.json",
+            "openapi": f"{base}/openapi.json",
+        },
+        "authentication": {
+            "token_endpoint_auth_method": "private_key_jwt",
+            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA"],
+            "grant_types_supported": ["client_credentials"],
+        },
+        "audit": {"public_key": audit_public_key, "algorithm": "Ed25519"},
+    }

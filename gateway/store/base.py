@@ -1,0 +1,79 @@
+"""The Store protocol: group-committed write units and plain reads, the same for every backend.
+
+SQL is written once, in PostgreSQL's `$1` placeholder style; the SQLite backend rewrites it.
+Times are integer milliseconds since the epoch, JSON is TEXT, bytes are `{{blob}}` columns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
+
+Row = Mapping[str, Any]
+
+
+class StoreError(Exception):
+    """Storage cannot be opened or used (unreachable, schema too new, ...)."""
+
+
+class Tx(Protocol):
+    """One write unit's view of the current transaction."""
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        """Run a statement; return the number of rows it changed."""
+        ...
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run a statement once per row of arguments."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        """Run a query; return its first row or None."""
+        ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        """Run a query; return all its rows."""
+        ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        """Run a query; return the first column of its first row, or None."""
+        ...
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once this unit is durable (never if it is rolled back)."""
+        ...
+
+
+WriteUnit = Callable[[Tx], Awaitable[T]]
+
+
+class Store(Protocol):
+    """Storage: durable group-committed writes, reads, health, lifecycle."""
+
+    dialect: str
+
+    async def write(self, name: str, unit: WriteUnit[T]) -> T:
+        """Run `unit` in a transaction shared with other concurrent writes; return once durable.
+
+        A unit that raises is rolled back alone (savepoint); the others commit. Units must do
+        only database work: while one runs, the writer waits for it.
+        """
+        ...
+
+    async def read(self, name: str, unit: WriteUnit[T]) -> T:
+        """Run `unit` against one consistent snapshot, read only."""
+        ...
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+    async def ping(self) -> None:
+        """Raise StoreError unless storage answers."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+
+def test_defaults_are_the_embedded_ones() -> None:
+    config = load_config(env={})
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 8080)
+    assert config.database_url == "sqlite:///var/gateway.db"
+    assert config.platforms == "sandbox"
+    assert config.services["whatsapp"].e2ee == "required"
+    assert config.services["messenger"].e2ee == "required"
+    assert config.services["instagram"].e2ee == "optional"
+
+
+def test_toml_is_read_and_environment_wins(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        'data_dir = "/srv/gw"\n[server]\nport = 9000\nhost = "0.0.0.0"\n'
+        '[services.instagram]\ne2ee = "required"\n'
+    )
+    config = load_config(path, env={"GATEWAY_PORT": "9100", "GATEWAY_STORAGE__POOL_SIZE": "3"})
+    assert config.server.port == 9100
+    assert config.server.host == "0.0.0.0"
+    assert config.storage.pool_size == 3
+    assert config.data_dir == "/srv/gw"
+    assert config.services["instagram"].e2ee == "required"
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"GATEWAY_PORT": "eighty"}, "server.port"),
+        ({"GATEWAY_PORT": "70000"}, "server.port"),
+        ({"GATEWAY_PLATFORMS": "carrier-pigeon"}, "platforms"),
+        ({"GATEWAY_SERVER__NOPE": "1"}, "server.nope"),
+        ({"GATEWAY_DATABASE_URL": "mysql://x"}, "storage.database_url"),
+        ({"GATEWAY_PUBLIC_URL": "ftp://x"}, "server.public_url"),
+        ({"GATEWAY_STORAGE__GROUP_COMMIT_MAX": "0"}, "storage.group_commit_max"),
+    ],
+)
+def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env=env)
+    assert caught.value.key == key
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = = 1")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(bad, env={})
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "missing.toml", env={})
+
+
+def test_serve_with_a_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "serve"],
+        env={"GATEWAY_PORT": "eighty", "GATEWAY_DATA_DIR": str(tmp_path), "PATH": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "server.port" in lines[0]
+    assert not (tmp_path / "gateway.db").exists()
