@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
+from tests.conftest import REPO
 
 
 def test_defaults_are_the_embedded_ones() -> None:
@@ -63,7 +64,12 @@ def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
 def test_serve_with_a_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "gateway", "serve"],
-        env={"GATEWAY_PORT": "eighty", "GATEWAY_DATA_DIR": str(tmp_path), "PATH": ""},
+        env={
+            "GATEWAY_PORT": "eighty",
+            "GATEWAY_DATA_DIR": str(tmp_path),
+            "PATH": "",
+            "PYTHONPATH": str(REPO),
+        },
         capture_output=True,
         text=True,
         timeout=60,

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import REPO
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -37,6 +39,7 @@ def served(tmp_path: Path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
     env["GATEWAY_PORT"] = str(port)
+    env["PYTHONPATH"] = str(REPO)  # this checkout's code, whatever the venv points at
     proc = subprocess.Popen(
         [sys.executable, "-m", "gateway", "serve"],
         cwd=tmp_path,
