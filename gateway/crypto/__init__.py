@@ -4,7 +4,7 @@ Built on vodozemac (audited Olm) and `cryptography` (AES-256-GCM); nothing here 
 The gateway itself only uses `verify_key_signature`: it relays ciphertext it cannot read.
 """
 
-from gateway.crypto.media import MediaKey, MediaIntegrityError, decrypt_media, encrypt_media
+from gateway.crypto.media import MediaIntegrityError, MediaKey, decrypt_media, encrypt_media
 from gateway.crypto.olm import (
     DecryptionFailed,
     KeyBundle,

@@ -182,7 +182,7 @@ class OlmParty:
         return bytes(plaintext)
 
     def pickle(self, key: bytes) -> bytes:
-        """Serialise account and sessions, each vodozemac-pickled under the caller's 32-byte key."""
+        """Serialise account and sessions, vodozemac-pickled under the caller's 32-byte key."""
         return msgspec.json.encode(
             _Pickled(
                 account=self.account.pickle(key),
