@@ -89,6 +89,8 @@ def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         # FULL: a COMMIT returns only once the WAL is on disk, so a 2xx means durable.
         conn.execute("PRAGMA synchronous = FULL")
+        # Art. 7(8): what is deleted (delivered payloads, expired keys) is overwritten on disk.
+        conn.execute("PRAGMA secure_delete = ON")
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
 

@@ -1,4 +1,4 @@
-"""Per-service limits of the native formats (DESIGN §5), the one source for offer and translators."""
+"""Per-service limits of the native formats (DESIGN §5): one source for offer and translators."""
 
 from __future__ import annotations
 

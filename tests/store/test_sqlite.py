@@ -147,3 +147,18 @@ async def test_closed_store_refuses_writes(store: SqliteStore) -> None:
     await store.close()
     with pytest.raises(StoreError):
         await put(store, "late", "x")
+
+
+async def test_deleted_values_are_overwritten_on_disk(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    store = await open_store(url)
+    marker = "deleted-marker-7f3a9c"
+    await put(store, "gone", marker * 50)
+
+    async def delete(tx: Tx) -> None:
+        await tx.execute("DELETE FROM kv WHERE key = 'gone'")
+
+    await store.write("delete_kv", delete)
+    await store.close()  # checkpoints the WAL into the main file
+    raw = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("g.db"))
+    assert marker.encode() not in raw
