@@ -10,12 +10,13 @@ from aiohttp import web
 from gateway import secretfiles
 from gateway.config import Config
 from gateway.http import ops
-from gateway.http.keys import ADMIN_TOKEN, CONFIG, OFFER, STORE
+from gateway.http.keys import ADMIN_TOKEN, CONFIG, GAUGES, OFFER, STORE
 from gateway.http.middlewares import (
     observe_middleware,
     problem_middleware,
     request_id_middleware,
 )
+from gateway.service.gauges import GaugeRefresher
 from gateway.service.offer import build_offer
 from gateway.store import open_store
 
@@ -43,6 +44,14 @@ async def offer_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
+    # After storage_ctx: the refresher stops before the store closes.
+    app[GAUGES] = GaugeRefresher(app[STORE], app[CONFIG].metrics.refresh_interval_s)
+    app[GAUGES].start()
+    yield
+    await app[GAUGES].stop()
+
+
 def create_app(config: Config) -> web.Application:
     """Build the application for `config`; resources open when it starts."""
     app = web.Application(
@@ -53,5 +62,6 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(secrets_ctx)
     app.cleanup_ctx.append(offer_ctx)
+    app.cleanup_ctx.append(gauges_ctx)
     app.add_routes(ops.routes)
     return app

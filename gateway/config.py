@@ -53,6 +53,11 @@ class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class MetricsConfig(_Section):
+    # How often each replica re-reads the database-state gauges (deploy/METRICS.md).
+    refresh_interval_s: PositiveFloat = 15.0
+
+
 class FunctionalityConfig(_Section):
     state: Literal["available", "planned"] = "available"
     planned_for: str | None = None
@@ -96,6 +101,7 @@ class Config(_Section):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     log: LogConfig = LogConfig()
+    metrics: MetricsConfig = MetricsConfig()
     services: dict[str, ServiceConfig] = msgspec.field(default_factory=_default_services)
 
     @property

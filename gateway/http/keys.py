@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.service.gauges import GaugeRefresher
 from gateway.service.principal import Principal
 from gateway.store import Store
 
@@ -13,6 +14,8 @@ STORE = web.AppKey("store", Store)
 ADMIN_TOKEN = web.AppKey("admin_token", str)
 # The reference offer, encoded once at start.
 OFFER = web.AppKey("offer", bytes)
+# Refreshes the database-state gauges of /metrics.
+GAUGES = web.AppKey("gauges", GaugeRefresher)
 
 # Per request: who is asking (set by authentication; anonymous until then).
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -77,6 +77,8 @@ async def observe_middleware(request: web.Request, handler: Handler) -> web.Stre
         metrics.HTTP_IN_FLIGHT.dec()
         metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
         metrics.HTTP_DURATION.labels(route, method).observe(elapsed)
+        if status == 429:
+            metrics.RATE_LIMITED.labels(route).inc()
         log.info(
             "request_handled",
             method=method,
