@@ -9,8 +9,8 @@ from aiohttp import web
 
 from gateway import secretfiles
 from gateway.config import Config
-from gateway.http import ops
-from gateway.http.keys import ADMIN_TOKEN, CONFIG, GAUGES, OFFER, STORE
+from gateway.http import audit, ops
+from gateway.http.keys import ADMIN_TOKEN, AUDIT_SIGNER, CONFIG, GAUGES, OFFER, STORE
 from gateway.http.middlewares import (
     observe_middleware,
     problem_middleware,
@@ -40,7 +40,9 @@ async def secrets_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def offer_ctx(app: web.Application) -> AsyncIterator[None]:
-    app[OFFER] = msgspec.json.encode(build_offer(app[CONFIG]))
+    app[OFFER] = msgspec.json.encode(
+        build_offer(app[CONFIG], audit_public_key=app[AUDIT_SIGNER].public_b64)
+    )
     yield
 
 
@@ -55,13 +57,21 @@ async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
 def create_app(config: Config) -> web.Application:
     """Build the application for `config`; resources open when it starts."""
     app = web.Application(
-        middlewares=[request_id_middleware, observe_middleware, problem_middleware],
+        # The audit middleware sits outside problem+json rendering to see the final status.
+        middlewares=[
+            request_id_middleware,
+            observe_middleware,
+            audit.audit_middleware,
+            problem_middleware,
+        ],
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(secrets_ctx)
+    app.cleanup_ctx.append(audit.audit_ctx)
     app.cleanup_ctx.append(offer_ctx)
     app.cleanup_ctx.append(gauges_ctx)
     app.add_routes(ops.routes)
+    app.add_routes(audit.routes)
     return app

@@ -58,6 +58,14 @@ class MetricsConfig(_Section):
     refresh_interval_s: PositiveFloat = 15.0
 
 
+class AuditConfig(_Section):
+    # One hash chain per writer: replicas sharing a PostgreSQL database each need their own id.
+    chain_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "main"
+    # A signed checkpoint after this many records or this many seconds, whichever comes first.
+    checkpoint_every: Positive = 1000
+    checkpoint_interval_s: PositiveFloat = 60.0
+
+
 class FunctionalityConfig(_Section):
     state: Literal["available", "planned"] = "available"
     planned_for: str | None = None
@@ -102,6 +110,7 @@ class Config(_Section):
     storage: StorageConfig = StorageConfig()
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
+    audit: AuditConfig = AuditConfig()
     services: dict[str, ServiceConfig] = msgspec.field(default_factory=_default_services)
 
     @property

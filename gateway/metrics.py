@@ -120,3 +120,6 @@ RATE_LIMITED = Counter(
     ["route"],
 )
 AUDIT_RECORDS = Counter("gateway_audit_records_written_total", "Audit records committed")
+AUDIT_WRITE_FAILURES = Counter(
+    "gateway_audit_write_failures_total", "Audit records of requests that could not be written"
+)

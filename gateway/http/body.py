@@ -14,7 +14,7 @@ from gateway.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from gateway.http.keys import CONFIG
+from gateway.http.keys import AUDIT, CONFIG
 
 T = TypeVar("T")
 
@@ -67,13 +67,17 @@ def require_json(request: web.Request) -> None:
 async def read_body(request: web.Request) -> bytes:
     """The whole body, within the application's size limit."""
     try:
-        return await request.read()
+        body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[CONFIG].server.max_body_bytes
         raise PayloadTooLarge(
             f"The body is larger than the limit of {limit} bytes.",
             field="body",
         ) from None
+    audit = request.get(AUDIT)
+    if audit is not None:
+        audit.note_payload(body)  # digest and size only, never the body
+    return body
 
 
 async def decode_json(request: web.Request, type_: type[T]) -> T:

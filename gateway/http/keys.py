@@ -5,6 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.service.audit.checkpoints import Signer
+from gateway.service.audit.log import AuditContext, AuditLog
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.principal import Principal
 from gateway.store import Store
@@ -19,3 +21,9 @@ GAUGES = web.AppKey("gauges", GaugeRefresher)
 
 # Per request: who is asking (set by authentication; anonymous until then).
 PRINCIPAL = web.RequestKey("principal", Principal)
+
+# Audit (gateway.http.audit): the log service, the checkpoint signer, and per request the
+# context a service passes to AuditLog.append_in to write the record in its own transaction.
+AUDIT_LOG = web.AppKey("audit_log", AuditLog)
+AUDIT_SIGNER = web.AppKey("audit_signer", Signer)
+AUDIT = web.RequestKey("audit", AuditContext)

@@ -1,0 +1,130 @@
+"""Appending to the hash chain inside a write unit, and the checkpoint writer.
+
+The head of a chain is read inside the unit that appends (one primary-key lookup), so a unit
+rolled back to its savepoint takes its record with it and the next unit chains onto the true
+head. SQLite runs write units one at a time; on PostgreSQL each replica writes its own chain_id,
+and the (chain_id, seq) primary key turns any concurrent append into an error, never a fork.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import msgspec
+import structlog
+
+from gateway.service.audit.checkpoints import Checkpoint, Signer
+from gateway.service.audit.records import (
+    COLUMNS,
+    FIELDS,
+    GENESIS,
+    AuditRecord,
+    chain_hash,
+    row_values,
+)
+from gateway.store import Store, StoreError, Tx
+
+log = structlog.get_logger(__name__)
+
+HEAD_SQL = "SELECT seq, hash FROM audit_records WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1"
+INSERT_SQL = (
+    f"INSERT INTO audit_records ({COLUMNS}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(FIELDS) + 2))})"
+)
+LAST_CHECKPOINT_SQL = "SELECT max(seq) FROM audit_checkpoints WHERE chain_id = $1"
+INSERT_CHECKPOINT_SQL = (
+    "INSERT INTO audit_checkpoints (chain_id, seq, hash, at, key_id, signature) "
+    "VALUES ($1, $2, $3, $4, $5, $6)"
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def append_record(tx: Tx, draft: AuditRecord) -> tuple[AuditRecord, bytes]:
+    """Give `draft` the next seq of its chain, hash it onto the head and insert it."""
+    head = await tx.fetchrow(HEAD_SQL, draft.chain_id)
+    seq, prev = (0, GENESIS) if head is None else (head["seq"], bytes.fromhex(head["hash"]))
+    record = msgspec.structs.replace(draft, seq=seq + 1)
+    digest = chain_hash(prev, record)
+    await tx.execute(INSERT_SQL, *row_values(record, digest))
+    return record, digest
+
+
+async def write_checkpoint(tx: Tx, chain_id: str, signer: Signer) -> Checkpoint | None:
+    """Sign the chain's head unless the last checkpoint already covers it."""
+    head = await tx.fetchrow(HEAD_SQL, chain_id)
+    if head is None:
+        return None
+    last = await tx.fetchval(LAST_CHECKPOINT_SQL, chain_id)
+    if last is not None and last >= head["seq"]:
+        return None
+    cp = signer.sign(chain_id, head["seq"], head["hash"], now_ms())
+    await tx.execute(
+        INSERT_CHECKPOINT_SQL, cp.chain_id, cp.seq, cp.hash, cp.at, cp.key_id, cp.signature
+    )
+    return cp
+
+
+class Checkpointer:
+    """Writes a signed checkpoint every `every` records or `interval_s` seconds, and at stop."""
+
+    def __init__(
+        self, store: Store, signer: Signer, chain_id: str, *, every: int, interval_s: float
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._chain_id = chain_id
+        self._every = every
+        self._interval_s = interval_s
+        self._since = 0
+        self._due = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def appended(self) -> None:
+        """Count one committed record (called from Tx.on_commit)."""
+        self._since += 1
+        if self._since >= self._every:
+            self._due.set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-checkpoints")
+
+    async def checkpoint(self) -> Checkpoint | None:
+        """Sign the head now (if it moved since the last checkpoint)."""
+        self._since = 0
+        self._due.clear()
+        signer, chain_id = self._signer, self._chain_id
+
+        async def unit(tx: Tx) -> Checkpoint | None:
+            return await write_checkpoint(tx, chain_id, signer)
+
+        cp = await self._store.write("audit_checkpoint", unit)
+        if cp is not None:
+            log.info("audit_checkpoint_written", chain_id=cp.chain_id, seq=cp.seq)
+        return cp
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), self._interval_s)
+            try:
+                await self.checkpoint()
+            except StoreError:
+                log.warning("audit_checkpoint_failed")
+            except Exception:  # the worker must outlive one bad round
+                log.exception("audit_checkpoint_failed")
+
+    async def stop(self) -> None:
+        """Stop the worker and sign the final head, so a clean stop leaves no unsigned tail."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        try:
+            await self.checkpoint()
+        except Exception:
+            log.exception("audit_final_checkpoint_failed")
