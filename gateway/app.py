@@ -9,14 +9,24 @@ from aiohttp import web
 
 from gateway import secretfiles
 from gateway.config import Config
-from gateway.http import audit, ops
-from gateway.http.keys import ADMIN_TOKEN, AUDIT_SIGNER, CONFIG, GAUGES, OFFER, STORE
+from gateway.http import audit, key_directory, ops
+from gateway.http.keys import (
+    ADMIN_TOKEN,
+    AUDIT_LOG,
+    AUDIT_SIGNER,
+    CONFIG,
+    GAUGES,
+    KEY_DIRECTORY,
+    OFFER,
+    STORE,
+)
 from gateway.http.middlewares import (
     observe_middleware,
     problem_middleware,
     request_id_middleware,
 )
 from gateway.service.gauges import GaugeRefresher
+from gateway.service.keys import KeyDirectory
 from gateway.service.offer import build_offer
 from gateway.store import open_store
 
@@ -54,6 +64,17 @@ async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[GAUGES].stop()
 
 
+async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    app[KEY_DIRECTORY] = KeyDirectory(
+        app[STORE],
+        low_threshold=config.keys.low_threshold,
+        max_one_time_keys=config.keys.max_one_time_keys,
+        audit_events=app[AUDIT_LOG],
+    )
+    yield
+
+
 def create_app(config: Config) -> web.Application:
     """Build the application for `config`; resources open when it starts."""
     app = web.Application(
@@ -72,6 +93,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(audit.audit_ctx)
     app.cleanup_ctx.append(offer_ctx)
     app.cleanup_ctx.append(gauges_ctx)
+    app.cleanup_ctx.append(keys_ctx)
     app.add_routes(ops.routes)
     app.add_routes(audit.routes)
+    app.add_routes(key_directory.routes)
     return app

@@ -66,6 +66,20 @@ class AuditConfig(_Section):
     checkpoint_interval_s: PositiveFloat = 60.0
 
 
+class KeysConfig(_Section):
+    # A keys_low event goes to the owning provider when a user's stock falls below this.
+    low_threshold: Positive = 10
+    # One-time keys held per user at most (vodozemac publishes 50 at a time).
+    max_one_time_keys: Positive = 200
+
+
+class MediaConfig(_Section):
+    # Empty means `<data_dir>/media`.
+    dir: str = ""
+    expiry_days: Positive = 30
+    cleanup_interval_s: PositiveFloat = 3600.0
+
+
 class FunctionalityConfig(_Section):
     state: Literal["available", "planned"] = "available"
     planned_for: str | None = None
@@ -111,11 +125,17 @@ class Config(_Section):
     log: LogConfig = LogConfig()
     metrics: MetricsConfig = MetricsConfig()
     audit: AuditConfig = AuditConfig()
+    keys: KeysConfig = KeysConfig()
+    media: MediaConfig = MediaConfig()
     services: dict[str, ServiceConfig] = msgspec.field(default_factory=_default_services)
 
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir)
+
+    @property
+    def media_path(self) -> Path:
+        return Path(self.media.dir) if self.media.dir else self.data_path / "media"
 
     @property
     def database_url(self) -> str:

@@ -51,6 +51,16 @@ class NotFound(GatewayError):
     status, type, title = 404, "/problems/not-found", "Not found"
 
 
+class UnknownRecipient(GatewayError):
+    """No such user, or one who has not consented to this provider: the two look the same."""
+
+    status, type, title = 404, "/problems/unknown-recipient", "Unknown recipient"
+
+    def __init__(self, detail: str = "", **kw: Any) -> None:
+        # One fixed detail, so that "missing" and "did not consent" cannot be told apart.
+        super().__init__("No such user, or not reachable by this provider.", **kw)
+
+
 class MethodNotAllowed(GatewayError):
     status, type, title = 405, "/problems/method-not-allowed", "Method not allowed"
 

@@ -7,6 +7,7 @@ The gateway itself only uses `verify_key_signature`: it relays ciphertext it can
 from gateway.crypto.media import MediaIntegrityError, MediaKey, decrypt_media, encrypt_media
 from gateway.crypto.olm import (
     DecryptionFailed,
+    IdentifiedKey,
     KeyBundle,
     OlmCiphertext,
     OlmParty,
@@ -16,6 +17,7 @@ from gateway.crypto.olm import (
 
 __all__ = [
     "DecryptionFailed",
+    "IdentifiedKey",
     "KeyBundle",
     "MediaIntegrityError",
     "MediaKey",

@@ -22,18 +22,19 @@ class DecryptionFailed(Exception):
     """A message could not be decrypted (malformed, wrong session, replayed pre-key)."""
 
 
-class SignedKey(msgspec.Struct, frozen=True, kw_only=True):
+# Inbound wire types of the key directory: unknown fields are refused, not ignored.
+class SignedKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     key: str
     signature: str
 
 
-class IdentifiedKey(msgspec.Struct, frozen=True, kw_only=True):
+class IdentifiedKey(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     key_id: str
     key: str
     signature: str
 
 
-class KeyBundle(msgspec.Struct, frozen=True, kw_only=True):
+class KeyBundle(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """The body of `PUT /v1/users/{user}/keys`."""
 
     identity_key: str

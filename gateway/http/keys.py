@@ -8,6 +8,7 @@ from gateway.config import Config
 from gateway.service.audit.checkpoints import Signer
 from gateway.service.audit.log import AuditContext, AuditLog
 from gateway.service.gauges import GaugeRefresher
+from gateway.service.keys import KeyDirectory
 from gateway.service.principal import Principal
 from gateway.store import Store
 
@@ -18,6 +19,8 @@ ADMIN_TOKEN = web.AppKey("admin_token", str)
 OFFER = web.AppKey("offer", bytes)
 # Refreshes the database-state gauges of /metrics.
 GAUGES = web.AppKey("gauges", GaugeRefresher)
+# Third-party users' Olm keys; platform users' through their connector.
+KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 
 # Per request: who is asking (set by authentication; anonymous until then).
 PRINCIPAL = web.RequestKey("principal", Principal)

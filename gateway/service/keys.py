@@ -1,0 +1,352 @@
+"""The key directory (DESIGN §4.4): publish third-party users' Olm keys, claim one-time keys.
+
+The directory holds public keys only; it checks each key's signature on upload and hands each
+one-time key out exactly once. Platform users' bundles come from their platform connector.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+import msgspec
+import structlog
+import vodozemac
+
+from gateway.crypto import IdentifiedKey, KeyBundle, verify_key_signature
+from gateway.errors import UnknownRecipient, ValidationFailed
+from gateway.service.uris import parse_user_uri, user_uri
+from gateway.store import Store, Tx
+
+log = structlog.get_logger(__name__)
+
+KEY_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
+KEY_ID_MAX = 64
+# A claim that loses a race on PostgreSQL (another replica took the key first) tries again.
+CLAIM_ATTEMPTS = 8
+
+
+class ClaimedKeys(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of `GET /v1/keys` (same fields as the platforms' ClaimedBundle)."""
+
+    user: str
+    identity_key: str
+    signing_key: str
+    one_time_key: IdentifiedKey | None
+    fallback_key: IdentifiedKey | None
+
+
+class PublishResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of `PUT /v1/users/{user}/keys`: what the directory now holds for the user."""
+
+    user: str
+    one_time_key_count: int
+    fallback_key: bool
+    identity_changed: bool
+
+
+class EventSink(Protocol):
+    """The relay's per-provider event queue, as the key directory uses it."""
+
+    async def append_in(self, tx: Tx, client_id: str, event: dict[str, Any]) -> None: ...
+
+
+class KeyAudit(Protocol):
+    """Appends audit records inside the effect's write unit: the request's own record when
+    `action` is None, else an internal event (e.g. `keys.identity_changed`) of that request."""
+
+    async def __call__(self, tx: Tx, action: str | None, subjects: Iterable[str]) -> None: ...
+
+
+class AuditEvents(Protocol):
+    """The audit log's internal events, for effects outside any provider request."""
+
+    async def event_in(self, tx: Tx, *, action: str, subjects: Iterable[str] = ()) -> Any: ...
+
+
+PlatformKeys = Callable[[str], Awaitable[Any]]  # claim_key_bundle(uri) -> ClaimedBundle | None
+ConsentCheck = Callable[[str, str], Awaitable[bool]]  # allows(user_uri, client_id)
+
+IDENTITY_SQL = (
+    "SELECT client_id, identity_key, signing_key FROM e2ee_identities WHERE user_uri = $1"
+)
+COUNT_SQL = "SELECT count(*) FROM e2ee_one_time_keys WHERE user_uri = $1"
+CLAIM_SQL = (
+    "DELETE FROM e2ee_one_time_keys WHERE user_uri = $1 AND key_id = ("
+    "SELECT key_id FROM e2ee_one_time_keys WHERE user_uri = $1 "
+    "ORDER BY uploaded_at, key_id LIMIT 1) RETURNING key_id, key, signature"
+)
+FALLBACK_SQL = "SELECT key_id, key, signature FROM e2ee_fallback_keys WHERE user_uri = $1"
+CONTACT_SQL = (
+    "INSERT INTO e2ee_contacts (user_uri, client_id, last_seen_at) VALUES ($1, $2, $3) "
+    "ON CONFLICT (user_uri, client_id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _curve_key_ok(key: str) -> bool:
+    try:
+        vodozemac.Curve25519PublicKey.from_base64(key)
+    except (vodozemac.KeyException, ValueError, TypeError):
+        return False
+    return True
+
+
+def check_bundle(bundle: KeyBundle, *, max_keys: int) -> None:
+    """Refuse malformed keys and bad signatures, naming the first field at fault."""
+    if not _curve_key_ok(bundle.identity_key):
+        raise ValidationFailed("Not a Curve25519 public key.", field="$.identity_key")
+    try:
+        vodozemac.Ed25519PublicKey.from_base64(bundle.signing_key)
+    except (vodozemac.KeyException, ValueError, TypeError):
+        raise ValidationFailed("Not an Ed25519 public key.", field="$.signing_key") from None
+    if len(bundle.one_time_keys) > max_keys:
+        raise ValidationFailed(
+            f"At most {max_keys} one-time keys per upload.", field="$.one_time_keys"
+        )
+    signed = [
+        (f"$.one_time_keys.{kid}", kid, k.key, k.signature)
+        for kid, k in bundle.one_time_keys.items()
+    ]
+    if bundle.fallback_key is not None:
+        fb = bundle.fallback_key
+        signed.append(("$.fallback_key", fb.key_id, fb.key, fb.signature))
+    for path, key_id, key, signature in signed:
+        if not key_id or len(key_id) > KEY_ID_MAX or not set(key_id) <= KEY_ID_CHARS:
+            # Never echo a malformed id back into a field path.
+            where = "$.fallback_key.key_id" if path == "$.fallback_key" else "$.one_time_keys"
+            raise ValidationFailed("A key id must be 1-64 base64 characters.", field=where)
+        if not _curve_key_ok(key):
+            raise ValidationFailed("Not a Curve25519 public key.", field=f"{path}.key")
+        if not verify_key_signature(bundle.signing_key, key, signature):
+            raise ValidationFailed(
+                "The signature does not verify under the uploaded signing key.",
+                field=f"{path}.signature",
+            )
+
+
+class KeyDirectory:
+    """Third-party users' keys from our tables, platform users' from their connector."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        low_threshold: int,
+        max_one_time_keys: int,
+        platform_keys: PlatformKeys | None = None,
+        consent: ConsentCheck | None = None,
+        events: EventSink | None = None,
+        audit_events: AuditEvents | None = None,
+    ) -> None:
+        self.store = store
+        self.low_threshold = low_threshold
+        self.max_one_time_keys = max_one_time_keys
+        self.platform_keys = platform_keys
+        self.consent = consent
+        self.events = events
+        self.audit_events = audit_events
+
+    async def publish(
+        self, client_id: str, local: str, bundle: KeyBundle, *, audit: KeyAudit | None = None
+    ) -> PublishResult:
+        """Store a user's keys, all or nothing; a new identity key drops the old keys."""
+        check_bundle(bundle, max_keys=self.max_one_time_keys)
+        uri = user_uri(client_id, local)
+        now = now_ms()
+        otks = [(uri, kid, k.key, k.signature, now) for kid, k in bundle.one_time_keys.items()]
+
+        async def unit(tx: Tx) -> PublishResult:
+            row = await tx.fetchrow(IDENTITY_SQL, uri)
+            changed = row is not None and (
+                row["identity_key"] != bundle.identity_key
+                or row["signing_key"] != bundle.signing_key
+            )
+            if row is None:
+                await tx.execute(
+                    "INSERT INTO e2ee_identities (user_uri, client_id, identity_key, "
+                    "signing_key, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                    uri,
+                    client_id,
+                    bundle.identity_key,
+                    bundle.signing_key,
+                    now,
+                )
+            else:
+                await tx.execute(
+                    "UPDATE e2ee_identities SET identity_key = $2, signing_key = $3, "
+                    "updated_at = $4 WHERE user_uri = $1",
+                    uri,
+                    bundle.identity_key,
+                    bundle.signing_key,
+                    now,
+                )
+            if changed:
+                # Keys of the old account can no longer start sessions that decrypt.
+                await tx.execute("DELETE FROM e2ee_one_time_keys WHERE user_uri = $1", uri)
+                await tx.execute("DELETE FROM e2ee_fallback_keys WHERE user_uri = $1", uri)
+                await self._identity_changed_in(tx, uri, bundle, owner=client_id)
+                if audit is not None:
+                    await audit(tx, "keys.identity_changed", [uri])
+            if audit is not None:
+                await audit(tx, None, [uri])
+            stored = int(await tx.fetchval(COUNT_SQL, uri) or 0)
+            if stored + len(otks) > self.max_one_time_keys:
+                raise ValidationFailed(
+                    f"A user holds at most {self.max_one_time_keys} one-time keys; "
+                    f"{stored} are stored.",
+                    field="$.one_time_keys",
+                )
+            if otks:
+                await tx.executemany(
+                    "INSERT INTO e2ee_one_time_keys (user_uri, key_id, key, signature, "
+                    "uploaded_at) VALUES ($1, $2, $3, $4, $5) "
+                    "ON CONFLICT (user_uri, key_id) DO NOTHING",
+                    otks,
+                )
+            fb = bundle.fallback_key
+            if fb is not None:
+                await tx.execute(
+                    "INSERT INTO e2ee_fallback_keys (user_uri, key_id, key, signature, "
+                    "uploaded_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_uri) DO UPDATE "
+                    "SET key_id = excluded.key_id, key = excluded.key, "
+                    "signature = excluded.signature, uploaded_at = excluded.uploaded_at",
+                    uri,
+                    fb.key_id,
+                    fb.key,
+                    fb.signature,
+                    now,
+                )
+            has_fallback = await tx.fetchval(
+                "SELECT count(*) FROM e2ee_fallback_keys WHERE user_uri = $1", uri
+            )
+            return PublishResult(
+                user=uri,
+                one_time_key_count=int(await tx.fetchval(COUNT_SQL, uri) or 0),
+                fallback_key=bool(has_fallback),
+                identity_changed=changed,
+            )
+
+        result = await self.store.write("keys_publish", unit)
+        log.info(
+            "keys_published",
+            one_time_keys=len(otks),
+            stored=result.one_time_key_count,
+            identity_changed=result.identity_changed,
+        )
+        return result
+
+    async def _identity_changed_in(
+        self, tx: Tx, uri: str, bundle: KeyBundle, *, owner: str | None
+    ) -> None:
+        rows = await tx.fetch("SELECT client_id FROM e2ee_contacts WHERE user_uri = $1", uri)
+        if self.events is None:
+            return
+        event = {
+            "type": "identity_changed",
+            "user": uri,
+            "identity_key": bundle.identity_key,
+            "signing_key": bundle.signing_key,
+        }
+        for client_id in sorted({r["client_id"] for r in rows} - {owner}):
+            await self.events.append_in(tx, client_id, dict(event))
+
+    async def claim(
+        self, client_id: str, target: str, *, audit: KeyAudit | None = None
+    ) -> ClaimedKeys:
+        """One bundle of `target` for provider `client_id`, claiming one one-time key."""
+        uri = parse_user_uri(target)
+        if uri is None:
+            raise ValidationFailed("Not a user URI (mimi://<service>/u/<id>).", field="user")
+        if uri.is_platform:
+            return await self._claim_platform(client_id, str(uri), audit)
+        claimed = await self._claim_stored(str(uri), client_id, audit)
+        if claimed is None:
+            raise UnknownRecipient()
+        return claimed
+
+    async def claim_for_platform(self, target: str) -> ClaimedKeys | None:
+        """A third-party user's bundle for a platform user (the sandbox encrypting to it)."""
+        uri = parse_user_uri(target)
+        if uri is None or uri.is_platform:
+            return None
+        return await self._claim_stored(str(uri), None, None)
+
+    async def _claim_platform(
+        self, client_id: str, uri: str, audit: KeyAudit | None
+    ) -> ClaimedKeys:
+        # Consent first, so a user who did not consent is never asked for keys at all.
+        if self.platform_keys is None or (
+            self.consent is not None and not await self.consent(uri, client_id)
+        ):
+            raise UnknownRecipient()
+        bundle = await self.platform_keys(uri)
+        if bundle is None:
+            raise UnknownRecipient()
+        claimed = msgspec.convert(msgspec.to_builtins(bundle), ClaimedKeys)
+
+        async def unit(tx: Tx) -> None:
+            await self.record_contact_in(tx, uri, client_id)
+            if audit is not None:
+                await audit(tx, None, [uri])
+
+        await self.store.write("keys_claim_platform", unit)
+        return claimed
+
+    async def _claim_stored(
+        self, uri: str, client_id: str | None, audit: KeyAudit | None
+    ) -> ClaimedKeys | None:
+        async def unit(tx: Tx) -> ClaimedKeys | None:
+            ident = await tx.fetchrow(IDENTITY_SQL, uri)
+            if ident is None:
+                return None
+            one_time, left = None, 0
+            for _ in range(CLAIM_ATTEMPTS):
+                row = await tx.fetchrow(CLAIM_SQL, uri)
+                left = int(await tx.fetchval(COUNT_SQL, uri) or 0)
+                if row is not None or left == 0:
+                    break
+            if row is not None:
+                one_time = IdentifiedKey(
+                    key_id=row["key_id"], key=row["key"], signature=row["signature"]
+                )
+            fallback = None
+            if one_time is None:
+                fb = await tx.fetchrow(FALLBACK_SQL, uri)
+                if fb is not None:
+                    fallback = IdentifiedKey(
+                        key_id=fb["key_id"], key=fb["key"], signature=fb["signature"]
+                    )
+            # Tell the owner once when the stock falls below the threshold, and when it is out.
+            low = left in (self.low_threshold - 1, 0)
+            if one_time is not None and low and self.events is not None:
+                event = {"type": "keys_low", "user": uri, "one_time_key_count": left}
+                await self.events.append_in(tx, ident["client_id"], event)
+            if client_id is not None:
+                await self.record_contact_in(tx, uri, client_id)
+            elif self.audit_events is not None:
+                # The platform side claimed (a platform user starts a session to this user).
+                await self.audit_events.event_in(tx, action="keys.claimed", subjects=[uri])
+            if audit is not None:
+                await audit(tx, None, [uri])
+            return ClaimedKeys(
+                user=uri,
+                identity_key=ident["identity_key"],
+                signing_key=ident["signing_key"],
+                one_time_key=one_time,
+                fallback_key=fallback,
+            )
+
+        return await self.store.write("keys_claim", unit)
+
+    async def record_contact_in(self, tx: Tx, uri: str, client_id: str) -> None:
+        """Remember that `client_id` talks to `uri` (told when its identity key changes)."""
+        await tx.execute(CONTACT_SQL, uri, client_id, now_ms())
+
+    async def one_time_key_count(self, uri: str) -> int:
+        """How many unclaimed one-time keys `uri` has."""
+        return int(await self.store.fetchval(COUNT_SQL, uri) or 0)

@@ -1,0 +1,38 @@
+"""MIMI-style user URIs (DESIGN §4): `mimi://<service or client_id>/u/<local id>`."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+PLATFORM_SERVICES = frozenset({"whatsapp", "messenger", "instagram"})
+
+AUTHORITY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+LOCAL_ID = re.compile(r"^[A-Za-z0-9._~+=@-]{1,128}$")
+_URI = re.compile(r"^mimi://([A-Za-z0-9._-]{1,64})/u/([A-Za-z0-9._~+=@-]{1,128})$")
+
+
+class UserUri(NamedTuple):
+    """A parsed user URI: `authority` is a service name or a provider's client_id."""
+
+    authority: str
+    local: str
+
+    @property
+    def is_platform(self) -> bool:
+        """True for a gatekeeper service's user, False for a third-party provider's."""
+        return self.authority in PLATFORM_SERVICES
+
+    def __str__(self) -> str:
+        return f"mimi://{self.authority}/u/{self.local}"
+
+
+def parse_user_uri(text: str) -> UserUri | None:
+    """The parsed URI, or None when `text` is not a well-formed user URI."""
+    match = _URI.match(text)
+    return UserUri(match[1], match[2]) if match else None
+
+
+def user_uri(authority: str, local: str) -> str:
+    """The URI of `local` at `authority` (a service or client_id)."""
+    return str(UserUri(authority, local))
