@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway import secretfiles
 from gateway.config import Config
-from gateway.http import audit, key_directory, ops
+from gateway.http import audit, key_directory, media, ops
 from gateway.http.keys import (
     ADMIN_TOKEN,
     AUDIT_LOG,
@@ -17,6 +17,7 @@ from gateway.http.keys import (
     CONFIG,
     GAUGES,
     KEY_DIRECTORY,
+    MEDIA,
     OFFER,
     STORE,
 )
@@ -27,8 +28,11 @@ from gateway.http.middlewares import (
 )
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.keys import KeyDirectory
+from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
+from gateway.service.periodic import Periodic
 from gateway.store import open_store
+from gateway.store.blobs import FileBlobStore
 
 __all__ = ["ADMIN_TOKEN", "CONFIG", "OFFER", "STORE", "create_app"]
 
@@ -75,6 +79,22 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def media_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    blobs = await FileBlobStore(config.media_path).open()
+    app[MEDIA] = MediaService(
+        app[STORE],
+        blobs,
+        expiry_days=config.media.expiry_days,
+        max_bytes=config.server.media_max_bytes,
+        enabled_services=[name for name, s in config.services.items() if s.enabled],
+    )
+    sweeper = Periodic(app[MEDIA].remove_expired, config.media.cleanup_interval_s, "media_expiry")
+    sweeper.start()
+    yield
+    await sweeper.stop()
+
+
 def create_app(config: Config) -> web.Application:
     """Build the application for `config`; resources open when it starts."""
     app = web.Application(
@@ -94,7 +114,9 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(offer_ctx)
     app.cleanup_ctx.append(gauges_ctx)
     app.cleanup_ctx.append(keys_ctx)
+    app.cleanup_ctx.append(media_ctx)
     app.add_routes(ops.routes)
     app.add_routes(audit.routes)
     app.add_routes(key_directory.routes)
+    app.add_routes(media.routes)
     return app

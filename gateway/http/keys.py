@@ -9,6 +9,7 @@ from gateway.service.audit.checkpoints import Signer
 from gateway.service.audit.log import AuditContext, AuditLog
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.keys import KeyDirectory
+from gateway.service.media import MediaService
 from gateway.service.principal import Principal
 from gateway.store import Store
 
@@ -21,6 +22,7 @@ OFFER = web.AppKey("offer", bytes)
 GAUGES = web.AppKey("gauges", GaugeRefresher)
 # Third-party users' Olm keys; platform users' through their connector.
 KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
+MEDIA = web.AppKey("media", MediaService)
 
 # Per request: who is asking (set by authentication; anonymous until then).
 PRINCIPAL = web.RequestKey("principal", Principal)

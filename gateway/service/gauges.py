@@ -56,8 +56,8 @@ async def _one_time_keys(store: Store, now_ms: int) -> None:
     rows = await store.fetch(
         "SELECT client_id, MIN(remaining) AS low FROM ("
         " SELECT d.client_id AS client_id, d.user_uri AS user_uri, COUNT(k.key_id) AS remaining"
-        " FROM device_keys d LEFT JOIN one_time_keys k"
-        " ON k.user_uri = d.user_uri AND k.claimed_at IS NULL"
+        " FROM e2ee_identities d LEFT JOIN e2ee_one_time_keys k"
+        " ON k.user_uri = d.user_uri"
         " GROUP BY d.client_id, d.user_uri) per_user GROUP BY client_id"
     )
     _per_provider(metrics.ONE_TIME_KEYS_LOW_WATER, rows, "low")
@@ -92,7 +92,7 @@ class Probe:
 PROBES: tuple[Probe, ...] = (
     Probe("outbox", frozenset({"outbox"}), _outbox),
     Probe("events", frozenset({"providers", "events"}), _events),
-    Probe("one_time_keys", frozenset({"device_keys", "one_time_keys"}), _one_time_keys),
+    Probe("one_time_keys", frozenset({"e2ee_identities", "e2ee_one_time_keys"}), _one_time_keys),
     Probe("audit", frozenset({"audit_checkpoints"}), _audit),
     Probe("interop_requests", frozenset({"interop_requests"}), _interop_requests),
 )

@@ -1,0 +1,239 @@
+"""Encrypted media (DESIGN §4.5): opaque ciphertext bound to one conversation, then expired.
+
+The key, nonce and hash travel inside the Olm message (MIMI ExternalPart), never here: the
+gateway stores bytes it cannot open and hands them only to the two sides of the conversation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+import structlog
+
+from gateway.errors import NotFound, PayloadTooLarge, UnknownRecipient, ValidationFailed
+from gateway.service.uris import parse_user_uri
+from gateway.store import Store, Tx
+from gateway.store.blobs import BlobStore, BlobTooLarge
+from gateway.translate.limits import LIMITS
+
+log = structlog.get_logger(__name__)
+
+# AES-256-GCM appends a 16-byte tag: the service's limit is on the file, we store ciphertext.
+GCM_OVERHEAD = 16
+DAY_MS = 24 * 3600 * 1000
+
+ConsentCheck = Callable[[str, str], Awaitable[bool]]  # allows(user_uri, client_id)
+
+
+class MediaInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The answer of `POST /v1/media`."""
+
+    id: str
+    size: int
+    sha256: str
+
+
+class MediaAudit(Protocol):
+    """Appends the upload's audit record inside the write unit that stores it."""
+
+    async def __call__(self, tx: Tx, subjects: Iterable[str], sha256: str, size: int) -> None: ...
+
+
+INSERT_SQL = (
+    "INSERT INTO media (id, sha256, size, uploader_client_id, peer_uri, created_at, expires_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
+)
+RECORD_SQL = (
+    "SELECT sha256, size, uploader_client_id, peer_uri FROM media "
+    "WHERE id = $1 AND expires_at > $2"
+)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _not_found() -> NotFound:
+    # One body for missing, expired and not yours: an id reveals nothing to outsiders.
+    return NotFound("No such media.")
+
+
+class MediaService:
+    """Upload, access control, download and expiry of encrypted media."""
+
+    def __init__(
+        self,
+        store: Store,
+        blobs: BlobStore,
+        *,
+        expiry_days: int,
+        max_bytes: int,
+        enabled_services: Iterable[str],
+        consent: ConsentCheck | None = None,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.expiry_ms = expiry_days * DAY_MS
+        self.max_bytes = max_bytes
+        self.services = frozenset(enabled_services)
+        self.consent = consent
+        # Committing a blob and removing an unreferenced one must not interleave.
+        self._placing = asyncio.Lock()
+
+    def limit_for(self, peer: str, kind: str | None) -> int:
+        """The largest upload for `peer`: its service's limit for `kind`, or its largest."""
+        uri = parse_user_uri(peer)
+        if uri is None:
+            raise ValidationFailed("Not a user URI (mimi://<service>/u/<id>).", field="to")
+        if not uri.is_platform:
+            if kind is not None:
+                raise ValidationFailed("`kind` applies to platform peers only.", field="kind")
+            return self.max_bytes
+        if uri.authority not in self.services:
+            raise UnknownRecipient()
+        media = LIMITS[uri.authority].media
+        if kind is None:
+            return max(m.max_bytes for m in media.values()) + GCM_OVERHEAD
+        if kind not in media:
+            raise ValidationFailed(
+                f"Unknown media kind for {uri.authority}; one of {', '.join(sorted(media))}.",
+                field="kind",
+            )
+        return media[kind].max_bytes + GCM_OVERHEAD
+
+    async def _check_peer(self, client_id: str, peer: str) -> None:
+        uri = parse_user_uri(peer)
+        assert uri is not None
+        if uri.is_platform:
+            if self.consent is not None and not await self.consent(peer, client_id):
+                raise UnknownRecipient()
+            return
+        known = await self.store.fetchval(
+            "SELECT count(*) FROM e2ee_identities WHERE user_uri = $1", peer
+        )
+        if not known:
+            raise UnknownRecipient()
+
+    async def upload(
+        self,
+        client_id: str,
+        peer: str,
+        chunks: AsyncIterable[bytes],
+        *,
+        kind: str | None = None,
+        declared_size: int | None = None,
+        audit: MediaAudit | None = None,
+    ) -> MediaInfo:
+        """Store a provider's ciphertext for its conversation with `peer`."""
+        limit = self.limit_for(peer, kind)
+        await self._check_peer(client_id, peer)
+        return await self._store(client_id, peer, chunks, limit, declared_size, audit)
+
+    async def _store(
+        self,
+        uploader: str,
+        peer: str,
+        chunks: AsyncIterable[bytes],
+        limit: int,
+        declared_size: int | None,
+        audit: MediaAudit | None,
+    ) -> MediaInfo:
+        too_large = PayloadTooLarge(
+            f"The media is larger than the limit of {limit} bytes for this peer.", field="body"
+        )
+        if declared_size is not None and declared_size > limit:
+            raise too_large  # refused before reading a byte
+        try:
+            staged = await self.blobs.stage(chunks, max_bytes=limit)
+        except BlobTooLarge:
+            raise too_large from None
+        if staged.size == 0:
+            await self.blobs.discard(staged)
+            raise ValidationFailed("The media is empty.", field="body")
+        media_id = secrets.token_urlsafe(24)
+        now = now_ms()
+
+        async def unit(tx: Tx) -> None:
+            await tx.execute(
+                INSERT_SQL,
+                media_id,
+                staged.sha256,
+                staged.size,
+                uploader,
+                peer,
+                now,
+                now + self.expiry_ms,
+            )
+            if audit is not None:
+                await audit(tx, [peer], staged.sha256, staged.size)
+
+        async with self._placing:
+            await self.blobs.commit(staged)
+            await self.store.write("media_upload", unit)
+        log.info("media_stored", size=staged.size)
+        return MediaInfo(id=media_id, size=staged.size, sha256=staged.sha256)
+
+    async def _record(self, media_id: str) -> tuple[str, int, str, str]:
+        row = await self.store.fetchrow(RECORD_SQL, media_id, now_ms())
+        if row is None:
+            raise _not_found()
+        return row["sha256"], row["size"], row["uploader_client_id"], row["peer_uri"]
+
+    async def open(self, client_id: str, media_id: str) -> tuple[Path, int, str]:
+        """The blob file, size and digest, for the uploader's or the peer's provider only."""
+        sha256, size, uploader, peer = await self._record(media_id)
+        uri = parse_user_uri(peer)
+        peer_side = uri is not None and not uri.is_platform and uri.authority == client_id
+        path = self.blobs.path(sha256)
+        if not (uploader == client_id or peer_side) or path is None:
+            raise _not_found()
+        return path, size, sha256
+
+    async def upload_for_platform(self, sender: str, peer: str, data: bytes) -> MediaInfo:
+        """Store ciphertext a platform user sends to a third-party user (the sandbox's side)."""
+        uri = parse_user_uri(sender)
+        if uri is None or not uri.is_platform:
+            raise ValueError("the sender must be a platform user")
+
+        async def one() -> AsyncIterable[bytes]:
+            yield data
+
+        return await self._store(uri.authority, peer, one(), self.max_bytes, len(data), None)
+
+    async def read_for_platform(self, user: str, media_id: str) -> bytes | None:
+        """The ciphertext for a platform user on either side of the conversation, or None."""
+        uri = parse_user_uri(user)
+        try:
+            sha256, _, uploader, peer = await self._record(media_id)
+        except NotFound:
+            return None
+        if uri is None or not uri.is_platform or (peer != user and uploader != uri.authority):
+            return None
+        return await self.blobs.read(sha256)
+
+    async def remove_expired(self) -> int:
+        """Delete expired records and the blobs no record refers to any more."""
+        now = now_ms()
+
+        async def unit(tx: Tx) -> list[str]:
+            rows = await tx.fetch("SELECT DISTINCT sha256 FROM media WHERE expires_at <= $1", now)
+            await tx.execute("DELETE FROM media WHERE expires_at <= $1", now)
+            return [r["sha256"] for r in rows]
+
+        async with self._placing:
+            digests = await self.store.write("media_expire", unit)
+            for sha256 in digests:
+                still = await self.store.fetchval(
+                    "SELECT count(*) FROM media WHERE sha256 = $1", sha256
+                )
+                if not still:
+                    await self.blobs.delete(sha256)
+        if digests:
+            log.info("media_expired", blobs=len(digests))
+        return len(digests)
