@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
-from gateway import __version__
+from gateway import __version__, audit_cli
 from gateway.config import Config, ConfigError, load_config
 
 Command = Callable[[argparse.Namespace], int]
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the gateway")
     serve.set_defaults(run=cmd_serve)
+    audit_cli.register(sub)
     return parser
 
 

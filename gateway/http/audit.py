@@ -99,6 +99,9 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         action=action_for(method, route),
         who=lambda: principal(request),
     )
+    service = request.match_info.get("service")
+    if service in request.app[CONFIG].services:  # only known names: attrs stay bounded
+        ctx.attrs["service"] = service
     request[AUDIT] = ctx
     try:
         response = await handler(request)
