@@ -26,7 +26,7 @@ from gateway.http.middlewares import (
     problem_middleware,
     request_id_middleware,
 )
-from gateway.service.gauges import GaugeRefresher
+from gateway.service.gauges import GaugeRefresher, default_probes
 from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
@@ -62,7 +62,10 @@ async def offer_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
     # After storage_ctx: the refresher stops before the store closes.
-    app[GAUGES] = GaugeRefresher(app[STORE], app[CONFIG].metrics.refresh_interval_s)
+    config = app[CONFIG]
+    app[GAUGES] = GaugeRefresher(
+        app[STORE], config.metrics.refresh_interval_s, default_probes(config.audit.chain_id)
+    )
     app[GAUGES].start()
     yield
     await app[GAUGES].stop()

@@ -93,7 +93,7 @@ ONE_TIME_KEYS_LOW_WATER = Gauge(
 )
 AUDIT_CHECKPOINT_AGE = Gauge(
     "gateway_audit_last_checkpoint_age_seconds",
-    "Age of the newest signed audit checkpoint (0 before the first)",
+    "Age of the newest signed checkpoint of this replica's audit chain (0 before the first)",
 )
 INTEROP_REQUESTS_OPEN = Gauge(
     "gateway_interop_requests_open", "Interop requests received and not yet decided"

@@ -53,19 +53,26 @@ async def _events(store: Store, now_ms: int) -> None:
 
 
 async def _one_time_keys(store: Store, now_ms: int) -> None:
+    # Claimed keys are deleted, so what is left per user is what can still be claimed.
     rows = await store.fetch(
         "SELECT client_id, MIN(remaining) AS low FROM ("
-        " SELECT d.client_id AS client_id, d.user_uri AS user_uri, COUNT(k.key_id) AS remaining"
-        " FROM e2ee_identities d LEFT JOIN e2ee_one_time_keys k"
-        " ON k.user_uri = d.user_uri"
-        " GROUP BY d.client_id, d.user_uri) per_user GROUP BY client_id"
+        " SELECT i.client_id AS client_id, COUNT(k.key_id) AS remaining"
+        " FROM e2ee_identities i LEFT JOIN e2ee_one_time_keys k ON k.user_uri = i.user_uri"
+        " GROUP BY i.client_id, i.user_uri) per_user GROUP BY client_id"
     )
     _per_provider(metrics.ONE_TIME_KEYS_LOW_WATER, rows, "low")
 
 
-async def _audit(store: Store, now_ms: int) -> None:
-    newest = await store.fetchval("SELECT MAX(at) FROM audit_checkpoints")
-    metrics.AUDIT_CHECKPOINT_AGE.set(_age_s(now_ms, newest))
+def _audit(chain_id: str) -> Callable[[Store, int], Awaitable[None]]:
+    # This replica's own chain: a replica whose checkpointer is stuck shows, even while the
+    # others keep theirs fresh.
+    async def run(store: Store, now_ms: int) -> None:
+        newest = await store.fetchval(
+            "SELECT MAX(at) FROM audit_checkpoints WHERE chain_id = $1", chain_id
+        )
+        metrics.AUDIT_CHECKPOINT_AGE.set(_age_s(now_ms, newest))
+
+    return run
 
 
 async def _interop_requests(store: Store, now_ms: int) -> None:
@@ -89,13 +96,19 @@ class Probe:
     run: Callable[[Store, int], Awaitable[None]]
 
 
-PROBES: tuple[Probe, ...] = (
-    Probe("outbox", frozenset({"outbox"}), _outbox),
-    Probe("events", frozenset({"providers", "events"}), _events),
-    Probe("one_time_keys", frozenset({"e2ee_identities", "e2ee_one_time_keys"}), _one_time_keys),
-    Probe("audit", frozenset({"audit_checkpoints"}), _audit),
-    Probe("interop_requests", frozenset({"interop_requests"}), _interop_requests),
-)
+def default_probes(chain_id: str) -> tuple[Probe, ...]:
+    """The probes of every catalogued database-state gauge; `chain_id` is this replica's."""
+    return (
+        Probe("outbox", frozenset({"outbox"}), _outbox),
+        Probe("events", frozenset({"providers", "events"}), _events),
+        Probe(
+            "one_time_keys",
+            frozenset({"e2ee_identities", "e2ee_one_time_keys"}),
+            _one_time_keys,
+        ),
+        Probe("audit", frozenset({"audit_checkpoints"}), _audit(chain_id)),
+        Probe("interop_requests", frozenset({"interop_requests"}), _interop_requests),
+    )
 
 
 async def existing_tables(store: Store) -> set[str]:
@@ -113,9 +126,7 @@ async def existing_tables(store: Store) -> set[str]:
 class GaugeRefresher:
     """Refreshes the database-state gauges every `interval_s` seconds until stopped."""
 
-    def __init__(
-        self, store: Store, interval_s: float, probes: tuple[Probe, ...] = PROBES
-    ) -> None:
+    def __init__(self, store: Store, interval_s: float, probes: tuple[Probe, ...]) -> None:
         self._store = store
         self._interval_s = interval_s
         self._probes = probes

@@ -90,6 +90,8 @@ def test_compose_runs_postgres_two_replicas_a_proxy_prometheus_and_grafana() -> 
     assert {"postgres", "proxy", "prometheus", "grafana"} <= set(services)
     replicas = gateway_services()
     assert len(replicas) == 2
+    chains = {s["environment"]["GATEWAY_AUDIT__CHAIN_ID"] for s in replicas.values()}
+    assert len(chains) == 2  # one audit hash chain per writer
     for name, service in replicas.items():
         assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).exists()
         env = {k: interpolated(v) for k, v in service["environment"].items()}
@@ -143,10 +145,15 @@ def test_k8s_deployment_probes_grace_and_config() -> None:
     (secret,) = load_all(K8S / "secret.example.yaml")
     env = dict(configmap["data"])
     for item in container["env"]:
+        if "fieldRef" in item["valueFrom"]:
+            env[item["name"]] = "dma-gateway-7d9f8c6b5-x2x4q"  # a pod name
+            continue
         ref = item["valueFrom"]["secretKeyRef"]
         assert ref["name"] == secret["metadata"]["name"]
         env[item["name"]] = secret["stringData"][ref["key"]]
     config = load_config(env=gateway_env(env))
+    # Each pod writes its own audit chain.
+    assert env["GATEWAY_AUDIT__CHAIN_ID"] != load_config(env={}).audit.chain_id
     assert config.server.host == "0.0.0.0"
     (port,) = container["ports"]
     assert port["containerPort"] == config.server.port

@@ -11,8 +11,10 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from gateway import metrics
-from gateway.service.gauges import GaugeRefresher, Probe, existing_tables
-from gateway.store import Store, open_store
+from gateway.crypto import OlmParty
+from gateway.service.gauges import GaugeRefresher, Probe, default_probes, existing_tables
+from gateway.service.keys import KeyDirectory
+from gateway.store import Store, Tx, open_store
 
 
 @pytest.fixture
@@ -29,7 +31,7 @@ def sample(name: str, **labels: str) -> float | None:
 async def test_refresh_on_a_schema_without_the_tables_only_stamps(store: Store) -> None:
     metrics.OUTBOX_DEPTH.set(7)  # left as it is: no outbox table to say otherwise
     before = time.time()
-    await GaugeRefresher(store, 60).refresh()
+    await GaugeRefresher(store, 60, ()).refresh()
     assert sample("gateway_outbox_depth") == 7
     assert sample("gateway_gauges_last_refresh_timestamp_seconds") >= before
     assert "kv" in await existing_tables(store)
@@ -63,7 +65,7 @@ async def test_a_failing_probe_does_not_stop_the_others(store: Store) -> None:
 
 async def test_periodic_refresh_starts_and_stops_promptly(store: Store) -> None:
     metrics.GAUGES_REFRESHED.set(0)
-    refresher = GaugeRefresher(store, 3600)
+    refresher = GaugeRefresher(store, 3600, default_probes("main"))
     refresher.start()
     started = time.monotonic()
     while sample("gateway_gauges_last_refresh_timestamp_seconds") == 0:
@@ -71,3 +73,29 @@ async def test_periodic_refresh_starts_and_stops_promptly(store: Store) -> None:
         await asyncio.sleep(0.01)
     await refresher.stop()
     assert time.monotonic() - started < 1  # did not wait out the interval
+
+
+async def test_one_time_key_low_water_is_the_emptiest_user_per_provider(store: Store) -> None:
+    keys = KeyDirectory(store, low_threshold=1, max_one_time_keys=100)
+    await keys.publish("acme", "bob", OlmParty().key_bundle(5))
+    await keys.publish("acme", "eve", OlmParty().key_bundle(3))
+    await keys.publish("zeta", "ann", OlmParty().key_bundle(4))
+    await keys.claim("other", "mimi://acme/u/eve")
+    await GaugeRefresher(store, 60, default_probes("main")).refresh()
+    assert sample("gateway_keys_one_time_keys_low_water", client_id="acme") == 2
+    assert sample("gateway_keys_one_time_keys_low_water", client_id="zeta") == 4
+
+
+async def test_checkpoint_age_is_this_replicas_chain(store: Store) -> None:
+    now_ms = int(time.time() * 1000)
+
+    async def checkpoints(tx: Tx) -> None:
+        row = "INSERT INTO audit_checkpoints VALUES ($1, $2, 'h', $3, 'k', 's')"
+        await tx.execute(row, "replica-a", 1, now_ms - 600_000)
+        await tx.execute(row, "replica-b", 1, now_ms - 5_000)
+
+    await store.write("test_checkpoints", checkpoints)
+    await GaugeRefresher(store, 60, default_probes("replica-a")).refresh()
+    assert 599 <= sample("gateway_audit_last_checkpoint_age_seconds") <= 610
+    await GaugeRefresher(store, 60, default_probes("replica-c")).refresh()
+    assert sample("gateway_audit_last_checkpoint_age_seconds") == 0  # none yet
