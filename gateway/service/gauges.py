@@ -7,8 +7,6 @@ refresher works on every schema version; a probe that fails is logged and the ot
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ import structlog
 from prometheus_client import Gauge
 
 from gateway import metrics
+from gateway.service.periodic import Periodic
 from gateway.store import Row, Store
 
 log = structlog.get_logger(__name__)
@@ -128,11 +127,9 @@ class GaugeRefresher:
 
     def __init__(self, store: Store, interval_s: float, probes: tuple[Probe, ...]) -> None:
         self._store = store
-        self._interval_s = interval_s
         self._probes = probes
         self._failing: set[str] = set()
-        self._stopping = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(self.refresh, interval_s, "gauges")
 
     async def refresh(self) -> None:
         """Run every probe whose tables exist once; log (once per streak) the ones that fail."""
@@ -152,21 +149,9 @@ class GaugeRefresher:
         metrics.GAUGES_REFRESHED.set(time.time())
 
     def start(self) -> None:
-        """Start the periodic refresh task (the refresher keeps the reference)."""
-        self._task = asyncio.get_running_loop().create_task(self._loop(), name="gauges")
+        """Start refreshing now and every interval."""
+        self._periodic.start()
 
     async def stop(self) -> None:
         """Stop refreshing; returns once the task has ended."""
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                await self.refresh()
-            except Exception:  # the store may be briefly away; try again next round
-                log.exception("gauges_refresh_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+        await self._periodic.stop()
