@@ -3,7 +3,8 @@
 In this model the platform user plays the Cloud API "business": it receives webhooks for what
 third parties send it (messages, and statuses for its own messages) and sends `/messages`
 requests. Webhooks follow what real parsers expect (DESIGN §5): string timestamps in seconds,
-`wamid.` ids, `contacts[]` with `wa_id` and `user_id` on messages and statuses alike.
+`wamid.` ids (neutral id `x` is `wamid.x`), `contacts[]` with `wa_id` and `user_id` on
+messages and statuses alike.
 
 Degradations: `sent_at` is cut to whole seconds (WhatsApp timestamps); a MIMI message that
 becomes several WhatsApp messages gets ids `<wamid>.1`, `<wamid>.2`... after the first; WhatsApp
@@ -62,9 +63,13 @@ def user_uri_of(native_id: str, users: UserDirectory | None = None) -> str:
 
 
 def wamid(neutral_id: str, index: int = 0) -> str:
-    """The WhatsApp message id of a neutral message id (`wamid.` prefixed)."""
-    base = neutral_id if neutral_id.startswith("wamid.") else "wamid." + neutral_id
-    return base if index == 0 else f"{base}.{index}"
+    """The WhatsApp message id of a neutral message id: `wamid.` + id (+ `.index`)."""
+    return f"wamid.{neutral_id}" if index == 0 else f"wamid.{neutral_id}.{index}"
+
+
+def neutral_id(native_id: str) -> str:
+    """The neutral id of a WhatsApp message id, the inverse of `wamid`."""
+    return native_id.removeprefix("wamid.")
 
 
 def _contact(native_id: str, name: str | None) -> dict[str, Any]:
@@ -180,7 +185,7 @@ def _change_events(
         msg = c.as_obj(msg, mpath)
         sender = c.get_id(msg, "from", mpath)
         env = Envelope(
-            id=c.get_str(msg, "id", mpath),
+            id=neutral_id(c.get_str(msg, "id", mpath)),
             sender=user_uri(SERVICE, sender, users),
             recipient=recipient,
             sent_at=c.timestamp_ms(msg.get("timestamp"), f"{mpath}.timestamp", unit_ms=1000),
@@ -198,7 +203,7 @@ def _change_events(
         error = c.as_obj(errors[0] if isinstance(errors, list) else None, f"{spath}.errors[0]")
         code, title = error.get("code"), error.get("title")
         event = receipt_event(
-            c.get_str(status, "id", spath),
+            neutral_id(c.get_str(status, "id", spath)),
             state,  # type: ignore[arg-type]
             sender=user_uri(SERVICE, reader, users),
             recipient=recipient,
@@ -289,7 +294,7 @@ def send_request_to_neutral(
             raise TranslationError("status", "only 'read' can be sent")
         if recipient is None:
             raise TranslationError("message_id", "the sender of the read message is unknown")
-        mid = c.get_str(doc, "message_id", "")
+        mid = neutral_id(c.get_str(doc, "message_id", ""))
         events = [receipt_event(mid, "read", sender=sender, recipient=recipient, sent_at=sent_at)]
         if doc.get("typing_indicator") is not None:
             env = Envelope(
