@@ -40,7 +40,10 @@ __all__ = ["ADMIN_TOKEN", "CONFIG", "OFFER", "STORE", "create_app"]
 async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     app[STORE] = await open_store(
-        config.database_url, group_commit_max=config.storage.group_commit_max
+        config.database_url,
+        group_commit_max=config.storage.group_commit_max,
+        pool_size=config.storage.pool_size,
+        statement_timeout_s=config.storage.statement_timeout_s,
     )
     yield
     await app[STORE].close()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from gateway import __version__, audit_cli
 from gateway.config import Config, ConfigError, load_config
+from gateway.store.base import StoreError
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -24,6 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway import secretfiles
     from gateway.app import create_app
     from gateway.logs import configure_logging
+    from gateway.store import redact_url
 
     config = _config(args)
     configure_logging(config.log.format, config.log.level)
@@ -35,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:
         pass
     print(f"dma-gateway {__version__} serving on {config.base_url}", flush=True)
-    print(f"database: {config.database_url}", flush=True)
+    print(f"database: {redact_url(config.database_url)}", flush=True)
     if token_path is not None:
         state = "generated" if created else "kept"
         print(f"admin token ({state}): {token_path}", flush=True)
@@ -73,5 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"dma-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
+    except StoreError as exc:  # unreachable database, schema newer than the code, ...
+        print(f"dma-gateway: storage error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -1,10 +1,21 @@
-"""Shared fixtures: a test configuration on a temporary data dir and a real HTTP client."""
+"""Shared fixtures: a test configuration on a temporary data dir and a real HTTP client.
+
+Storage backends: `store_url` and `backend_config` are parametrized over SQLite and PostgreSQL,
+so a test that takes either runs once per backend (ids `[sqlite]`, `[postgres]`). PostgreSQL is
+GATEWAY_TEST_POSTGRES_URL when set, else a throwaway server started from local binaries
+(pytest-postgresql), else the `[postgres]` runs are skipped with the reason.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import glob
+import os
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import pytest
@@ -13,6 +24,13 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config, load_config
+
+try:
+    import psycopg
+    from pytest_postgresql import factories
+except ImportError:  # the test extra is not installed: PostgreSQL runs skip
+    psycopg = None
+    factories = None
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 REPO = Path(__file__).resolve().parents[1]
@@ -54,3 +72,88 @@ def assert_problem(
     assert body["type"] == type_
     assert body["title"]
     assert body["detail"]
+
+
+# -- storage backends ---------------------------------------------------------------------
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+def _local_pg_ctl() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return found[-1] if found else shutil.which("pg_ctl")
+
+
+PG_CTL = _local_pg_ctl()
+if factories is not None:
+    # Started only when requested (no GATEWAY_TEST_POSTGRES_URL); any free port.
+    throwaway_postgresql = factories.postgresql_proc(executable=PG_CTL, port=None)
+
+
+def _why_no_local_server() -> str | None:
+    if factories is None or psycopg is None:
+        return "pytest-postgresql is not installed"
+    if PG_CTL is None:
+        return "no pg_ctl under /usr/lib/postgresql/*/bin or on PATH"
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return "initdb refuses to run as root"
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(request: pytest.FixtureRequest) -> str:
+    """A PostgreSQL server for the session: its URL (any database on it is usable)."""
+    url = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
+    if url:
+        return url
+    reason = _why_no_local_server()
+    if reason is not None:
+        pytest.skip(f"PostgreSQL tests skipped: GATEWAY_TEST_POSTGRES_URL unset and {reason}")
+    proc = request.getfixturevalue("throwaway_postgresql")
+    password = f":{proc.password}" if proc.password else ""
+    return f"postgresql://{proc.user}{password}@{proc.host}:{proc.port}/postgres"
+
+
+def _with_search_path(url: str, schema: str) -> str:
+    # asyncpg passes unknown URL query parameters on as server settings.
+    return f"{url}{'&' if urlsplit(url).query else '?'}search_path={schema}"
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """A URL on an empty schema of its own (search_path), dropped after the test."""
+    if psycopg is None:
+        pytest.skip("PostgreSQL tests skipped: psycopg is not installed")
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield _with_search_path(postgres_server_url, schema)
+    finally:
+        with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=BACKENDS)
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each backend in turn: `sqlite:///...` or `postgresql://...`."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite:///{tmp_path / 'db' / 'gateway.db'}"
+
+
+@pytest.fixture
+def backend_config(tmp_path: Path, store_url: str) -> Config:
+    """The test Config with its database on each backend in turn (see `store_url`)."""
+    config = make_config(tmp_path / "data")
+    storage = msgspec.structs.replace(config.storage, database_url=store_url, pool_size=4)
+    return msgspec.structs.replace(config, storage=storage)
+
+
+@pytest.fixture
+async def backend_client(
+    aiohttp_client: ClientFactory, backend_config: Config
+) -> TestClient[Any, Any]:
+    """`client`, once per storage backend."""
+    return await aiohttp_client(create_app(backend_config))

@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
-from gateway.store.base import Row, Store, StoreError, Tx, WriteUnit
+import sqlite3
 
-__all__ = ["Row", "Store", "StoreError", "Tx", "WriteUnit", "open_store"]
+import asyncpg
+
+from gateway.store.base import Row, Store, StoreError, Tx, WriteUnit, redact_url
+
+__all__ = [
+    "INTEGRITY_ERRORS",
+    "Row",
+    "Store",
+    "StoreError",
+    "Tx",
+    "WriteUnit",
+    "open_store",
+    "redact_url",
+]
+
+# What a constraint violation (unique, foreign key, not null, check) raises on either backend:
+# `except INTEGRITY_ERRORS:` around `store.write(...)`. Inside a unit prefer ON CONFLICT: on
+# PostgreSQL a failed statement aborts the unit's transaction.
+INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
+)
 
 
-async def open_store(url: str, *, group_commit_max: int = 256, readonly: bool = False) -> Store:
-    """Open the store named by `url` (`sqlite:///path` or `postgresql://...`)."""
+async def open_store(
+    url: str,
+    *,
+    group_commit_max: int = 256,
+    readonly: bool = False,
+    pool_size: int = 10,
+    statement_timeout_s: float = 30.0,
+) -> Store:
+    """Open the store named by `url` (`sqlite:///path` or `postgresql://...`).
+
+    `group_commit_max` applies to SQLite, `pool_size` and `statement_timeout_s` to PostgreSQL.
+    """
     if url.startswith("sqlite:///"):
         from gateway.store.sqlite import SqliteStore
 
@@ -16,5 +47,9 @@ async def open_store(url: str, *, group_commit_max: int = 256, readonly: bool = 
             url[len("sqlite:///") :], group_commit_max=group_commit_max, readonly=readonly
         )
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("the PostgreSQL backend is not available in this version")
+        from gateway.store.postgres import PostgresStore
+
+        return await PostgresStore.open(
+            url, pool_size=pool_size, statement_timeout_s=statement_timeout_s, readonly=readonly
+        )
     raise StoreError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")

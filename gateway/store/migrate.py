@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from gateway.store.base import StoreError
+
 MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 # The few spellings that differ between the dialects.
@@ -46,6 +48,17 @@ def load_migrations() -> list[Migration]:
     if len(set(versions)) != len(versions):
         raise RuntimeError(f"duplicate migration numbers: {versions}")
     return found
+
+
+def check_not_newer(applied: set[int], migrations: list[Migration]) -> None:
+    """Raise StoreError when the database carries a migration newer than this code knows."""
+    latest = max((m.version for m in migrations), default=0)
+    newer = sorted(v for v in applied if v > latest)
+    if newer:
+        raise StoreError(
+            f"database schema version {newer[-1]} is newer than this gateway "
+            f"(knows up to {latest}); upgrade the gateway"
+        )
 
 
 def split_statements(sql: str) -> list[str]:

@@ -23,7 +23,7 @@ import structlog
 
 from gateway import metrics
 from gateway.store.base import Row, StoreError, WriteUnit
-from gateway.store.migrate import load_migrations, split_statements
+from gateway.store.migrate import check_not_newer, load_migrations, split_statements
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -269,13 +269,7 @@ def migrate_sqlite(conn: sqlite3.Connection) -> None:
     )
     applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
     migrations = load_migrations()
-    known = {m.version for m in migrations}
-    newer = sorted(applied - known)
-    if newer and newer[-1] > max(known, default=0):
-        raise StoreError(
-            f"database schema version {newer[-1]} is newer than this gateway "
-            f"(knows up to {max(known, default=0)}); upgrade the gateway"
-        )
+    check_not_newer(applied, migrations)
     for migration in migrations:
         if migration.version in applied:
             continue

@@ -10,7 +10,8 @@ from gateway.http.ops import OPENAPI_PATH
 from tests.conftest import REPO, assert_problem
 
 
-async def test_healthz_and_readyz(client: Any) -> None:
+async def test_healthz_and_readyz(backend_client: Any) -> None:
+    client = backend_client
     response = await client.get("/healthz")
     assert response.status == 200
     assert await response.json() == {"status": "ok"}
@@ -19,9 +20,10 @@ async def test_healthz_and_readyz(client: Any) -> None:
     assert await response.json() == {"status": "ready"}
 
 
-async def test_readyz_is_503_when_storage_is_gone(client: Any) -> None:
+async def test_readyz_is_503_when_storage_is_gone(backend_client: Any) -> None:
     from gateway.http.keys import STORE
 
+    client = backend_client
     await client.app[STORE].close()
     response = await client.get("/readyz")
     assert_problem(
