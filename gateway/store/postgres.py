@@ -11,8 +11,9 @@ keep row locks short, which matters once several replicas claim work from the sa
 Semantics match the SQLite backend: a unit runs in its own transaction, a unit that raises is
 rolled back alone and its exception propagates, on_commit callbacks run after COMMIT, and
 `write` returns only once committed. Unlike SQLite, units on different connections run
-concurrently (READ COMMITTED): a unit that must not interleave with others takes a row lock
-(`SELECT ... FOR UPDATE`) or `pg_advisory_xact_lock`, which also holds across replicas.
+concurrently (READ COMMITTED): a unit that reads and then writes on what it read (a chain
+head, a counter) calls `tx.lock(key)` first (pg_advisory_xact_lock; a no-op on SQLite, where
+units run one at a time), which also holds across replicas.
 After a failed statement the transaction is aborted: use `ON CONFLICT` rather than catching
 an error inside a unit and carrying on.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -55,6 +57,12 @@ def _where(url: str) -> str:
         port = 5432
     database = parts.path.lstrip("/") or parts.username or "?"
     return f"{parts.hostname or 'localhost'}:{port}/{database}"
+
+
+def lock_id(key: str) -> int:
+    """The 64-bit advisory lock id of a Tx.lock key."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8, person=b"dma-gw-lock").digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _rowcount(status: str) -> int:
@@ -91,6 +99,9 @@ class PostgresTx:
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+
+    async def lock(self, key: str) -> None:
+        await self._conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id(key))
 
 
 class PostgresStore:
