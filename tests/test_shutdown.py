@@ -81,6 +81,7 @@ class Load:
         self.accepted: list[str] = []
         self.finished_at: list[float] = []
         self.stopping = asyncio.Event()
+        self.under_way = asyncio.Event()
 
     async def client(self, session: aiohttp.ClientSession) -> None:
         while not self.stopping.is_set():
@@ -93,6 +94,8 @@ class Load:
                     if 200 <= response.status < 300:
                         self.accepted.append(request_id)
                         self.finished_at.append(time.monotonic())
+                        if len(self.accepted) >= 200:
+                            self.under_way.set()
             except (aiohttp.ClientError, OSError):
                 # Refused or closed while the server drains: not accepted, so not counted.
                 await asyncio.sleep(0.01)
@@ -112,7 +115,7 @@ def unsealed_records(db: Path) -> int:
 
 
 async def test_sigterm_under_load_drains_seals_and_exits_zero(data_dir: Path) -> None:
-    server = Server(data_dir)
+    server = await asyncio.to_thread(Server, data_dir)
     load = Load(server.url)
     try:
         async with aiohttp.ClientSession(
@@ -120,8 +123,7 @@ async def test_sigterm_under_load_drains_seals_and_exits_zero(data_dir: Path) ->
             timeout=aiohttp.ClientTimeout(total=3 * SHUTDOWN_TIMEOUT_S),
         ) as session:
             clients = [asyncio.create_task(load.client(session)) for _ in range(WORKERS)]
-            while len(load.accepted) < 200:  # well under way
-                await asyncio.sleep(0.01)
+            await load.under_way.wait()
             signalled = time.monotonic()
             took = await server.terminate()
             load.stopping.set()
@@ -137,7 +139,8 @@ async def test_sigterm_under_load_drains_seals_and_exits_zero(data_dir: Path) ->
     missing = set(load.accepted) - audited_request_ids(db)
     assert not missing, f"{len(missing)} of {len(load.accepted)} answered requests left no record"
     assert unsealed_records(db) == 0  # the final checkpoint covers the last record
-    verify = subprocess.run(
+    verify = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "gateway", "audit", "verify", "--database", f"sqlite:///{db}"],
         env={**os.environ, "PYTHONPATH": str(REPO), "GATEWAY_DATA_DIR": str(data_dir)},
         capture_output=True,
@@ -146,7 +149,7 @@ async def test_sigterm_under_load_drains_seals_and_exits_zero(data_dir: Path) ->
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
-    restarted = Server(data_dir)  # and the same data dir serves again
+    restarted = await asyncio.to_thread(Server, data_dir)  # and the same data dir serves again
     try:
         assert await restarted.terminate() < SHUTDOWN_TIMEOUT_S
     finally:
