@@ -121,8 +121,10 @@ class MetaContent:
             assert intent.target is not None
             if len(natives) != 1 or "text" not in natives[0]:
                 raise TranslationError("nestedPart", f"{service} edits carry text only")
-            edit = {"mid": native_ref(refs, service, intent.target, "replaces"), **natives[0]}
-            return [c.with_side({"message_edit": edit}, side, {})]
+            mid = native_ref(refs, service, intent.target, "replaces")
+            edit = {"mid": mid, "text": natives[0]["text"]}
+            part_side = natives[0].get(c.SIDE, {}).get("part", {})
+            return [c.with_side({"message_edit": edit}, side, part_side)]
         if story is not None:
             natives[0]["reply_to"] = {"story": story.value}
         elif intent.reply_to is not None:
@@ -156,9 +158,8 @@ class MetaContent:
         if "message_edit" in obj:
             edit = c.get_obj(obj, "message_edit", path)
             target = mimi_ref(refs, service, c.get_id(edit, "mid", f"{path}.message_edit"))
-            edit_side = c.read_side(edit, f"{path}.message_edit")[1] or part_side
             text = c.get_str(edit, "text", f"{path}.message_edit")
-            part = c.apply_part_side(c.text_part(text), edit_side, path)
+            part = c.apply_part_side(c.text_part(text), part_side, path)
             return c.build_content(part, message_side, path, replaces=target)
         reply_to, story = None, None
         if "reply_to" in obj:

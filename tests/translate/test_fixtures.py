@@ -97,4 +97,5 @@ def test_fixture_values(refs: MemoryMessageRefs) -> None:
     assert story.envelope.sent_at == 1631082844000
     assert story.content is not None and story.content.extensions.get("instagramStoryReply")
     ms_reaction = _only("messenger_webhook_reaction.json", refs).content
-    assert ms_reaction is not None and ms_reaction.nested_part.content == "❤️".encode()  # type: ignore[union-attr]
+    assert ms_reaction is not None and isinstance(ms_reaction.nested_part, SinglePart)
+    assert ms_reaction.nested_part.content == "❤️".encode()

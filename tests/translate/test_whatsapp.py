@@ -141,7 +141,7 @@ def test_receipts_as_pywa_sees_them(
 ) -> None:
     error = {"error_code": 131026, "error_title": "Undeliverable"} if status == "failed" else {}
     event = receipt_event(
-        "known0", status, sender=THIRD_PARTY, recipient=WA_USER, sent_at=1_700_000_000_000,  # type: ignore[arg-type]
+        "known0", status, sender=THIRD_PARTY, recipient=WA_USER, sent_at=1_700_000_000_000,
         **error,
     )  # fmt: skip
     payload = round_trip(event, refs, users)
