@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -9,28 +10,41 @@ from aiohttp import web
 
 from gateway import secretfiles
 from gateway.config import Config
-from gateway.http import audit, key_directory, media, ops
+from gateway.http import audit, events, key_directory, media, messages, ops, sandbox
 from gateway.http.keys import (
     ADMIN_TOKEN,
     AUDIT_LOG,
     AUDIT_SIGNER,
     CONFIG,
+    CONSENT,
+    DELIVERY,
+    EVENTS,
     GAUGES,
     KEY_DIRECTORY,
     MEDIA,
     OFFER,
+    PLATFORM,
+    RELAY,
+    SANDBOX,
     STORE,
+    THIRD_PARTY_KEYS,
 )
 from gateway.http.middlewares import (
     observe_middleware,
     problem_middleware,
     request_id_middleware,
 )
+from gateway.platforms.sandbox import SandboxPlatform
+from gateway.platforms.sandbox_state import SandboxState, load_sandbox_key
+from gateway.service.consent import ConsentRegistry
+from gateway.service.delivery import DeliveryWorker
+from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
 from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
 from gateway.service.periodic import Periodic
+from gateway.service.relay import Relay
 from gateway.store import open_store
 from gateway.store.blobs import FileBlobStore
 
@@ -101,6 +115,37 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     await sweeper.stop()
 
 
+async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Events, consent, the platform connector, the relay and its delivery workers."""
+    config, store = app[CONFIG], app[STORE]
+    app[EVENTS] = queue = EventQueue(store)
+    app[CONSENT] = consent = ConsentRegistry(store, queue)
+    directory = app[KEY_DIRECTORY]
+    claim_keys = app.get(THIRD_PARTY_KEYS, directory.claim_for_platform)
+    key = await asyncio.to_thread(load_sandbox_key, config.data_path)
+    platform = SandboxPlatform(
+        SandboxState(store, key),
+        third_party_keys=lambda uri: claim_keys(uri),
+        set_consent=consent.set,
+    )
+    app[SANDBOX] = platform
+    app[PLATFORM] = platform
+    app[DELIVERY] = worker = DeliveryWorker(store, platform, consent, queue, config.relay)
+    app[RELAY] = relay = Relay(
+        store, config, platform, consent, queue,
+        outbox_depth=lambda: worker.depth, on_outbox=worker.wake,
+    )  # fmt: skip
+    platform.sink = relay.receive
+    # The key directory answers for platform users through the connector (INTERFACES.md §1).
+    directory.platform_keys = platform.claim_key_bundle
+    directory.consent = consent.allows
+    directory.events = queue
+    await worker.start()
+    yield
+    await worker.stop()
+    await platform.close()
+
+
 def create_app(config: Config) -> web.Application:
     """Build the application for `config`; resources open when it starts."""
     app = web.Application(
@@ -121,8 +166,12 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(gauges_ctx)
     app.cleanup_ctx.append(keys_ctx)
     app.cleanup_ctx.append(media_ctx)
+    app.cleanup_ctx.append(relay_ctx)
     app.add_routes(ops.routes)
     app.add_routes(audit.routes)
     app.add_routes(key_directory.routes)
     app.add_routes(media.routes)
+    app.add_routes(messages.routes)
+    app.add_routes(events.routes)
+    app.add_routes(sandbox.routes)
     return app

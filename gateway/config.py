@@ -80,6 +80,42 @@ class MediaConfig(_Section):
     cleanup_interval_s: PositiveFloat = 3600.0
 
 
+class RelayConfig(_Section):
+    # Delivery workers: conversations delivered at once, rows claimed per round, fallback poll.
+    concurrency: Positive = 16
+    claim_batch: Positive = 64
+    poll_interval_s: PositiveFloat = 1.0
+    # A claim not finished within the lease is taken over (a crashed replica's work).
+    lease_s: PositiveFloat = 30.0
+    # Retries: exponential backoff with full jitter, from retry_base_s up to retry_max_s.
+    retry_base_s: PositiveFloat = 0.5
+    retry_max_s: PositiveFloat = 300.0
+    max_attempts: Positive = 10
+    # Olm bodies are small (media travels separately); anything larger is refused.
+    max_ciphertext_bytes: Positive = 64 * 1024
+    # Backpressure: beyond these, new work gets 503 /problems/overloaded with Retry-After.
+    max_outbox: Positive = 100_000
+    max_provider_backlog: Positive = 100_000
+    retry_after_s: Positive = 5
+    # Webhook push to providers.
+    push_timeout_s: PositiveFloat = 10.0
+    push_batch: Positive = 100
+
+
+class PlatformEndpoint(_Section):
+    # Where native send payloads for this service are POSTed.
+    url: str = ""
+    # Meta's app secret: X-Hub-Signature-256 of incoming webhooks is checked against it.
+    app_secret: str = ""
+    # The hub.verify_token of the GET verification handshake.
+    verify_token: str = ""
+
+
+class HttpPlatformConfig(_Section):
+    timeout_s: PositiveFloat = 10.0
+    services: dict[str, PlatformEndpoint] = {}
+
+
 class FunctionalityConfig(_Section):
     state: Literal["available", "planned"] = "available"
     planned_for: str | None = None
@@ -127,6 +163,8 @@ class Config(_Section):
     audit: AuditConfig = AuditConfig()
     keys: KeysConfig = KeysConfig()
     media: MediaConfig = MediaConfig()
+    relay: RelayConfig = RelayConfig()
+    http_platform: HttpPlatformConfig = HttpPlatformConfig()
     services: dict[str, ServiceConfig] = msgspec.field(default_factory=_default_services)
 
     @property

@@ -69,6 +69,23 @@ class Conflict(GatewayError):
     status, type, title = 409, "/problems/conflict", "Conflict"
 
 
+class UnknownRecipient(NotFound):
+    # A user who did not consent to the caller is indistinguishable from a missing one.
+    type, title = "/problems/unknown-recipient", "Unknown recipient"
+
+
+class SenderNotOwned(Forbidden):
+    type, title = "/problems/sender-not-owned", "Sender is not the caller's user"
+
+
+class IdempotencyConflict(Conflict):
+    type, title = "/problems/idempotency-conflict", "Idempotency key reused with another body"
+
+
+class InvalidCursor(GatewayError):
+    status, type, title = 400, "/problems/invalid-cursor", "Invalid event cursor"
+
+
 class PayloadTooLarge(GatewayError):
     status, type, title = 413, "/problems/payload-too-large", "Payload too large"
 
@@ -79,6 +96,19 @@ class UnsupportedMediaType(GatewayError):
 
 class ValidationFailed(GatewayError):
     status, type, title = 422, "/problems/validation", "Validation failed"
+
+
+class E2EERequired(ValidationFailed):
+    type, title = "/problems/e2ee-required", "End-to-end encryption required"
+
+
+class ContentRejected(ValidationFailed):
+    # The content cannot be expressed on the recipient's service or breaks one of its limits.
+    type, title = "/problems/content-rejected", "Content rejected"
+
+
+class LimitExceeded(ValidationFailed):
+    type, title = "/problems/limit-exceeded", "Limit exceeded"
 
 
 class RateLimited(GatewayError):

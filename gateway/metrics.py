@@ -123,3 +123,15 @@ AUDIT_RECORDS = Counter("gateway_audit_records_written_total", "Audit records co
 AUDIT_WRITE_FAILURES = Counter(
     "gateway_audit_write_failures_total", "Audit records of requests that could not be written"
 )
+
+# -- Delivery attempts to the platforms and webhook pushes to providers (relay).
+DELIVERY_ATTEMPTS = Counter(
+    "gateway_delivery_attempts_total",
+    "Delivery attempts to the platforms by service and outcome (ok, retry, permanent, error)",
+    ["service", "outcome"],
+)
+WEBHOOK_PUSHES = Counter(
+    "gateway_events_webhook_pushes_total",
+    "Event pushes to providers' webhooks by outcome (ok, retry)",
+    ["outcome"],
+)

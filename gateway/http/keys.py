@@ -5,12 +5,18 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.config import Config
+from gateway.platforms.base import Platform, ThirdPartyKeys
+from gateway.platforms.sandbox import SandboxPlatform
 from gateway.service.audit.checkpoints import Signer
 from gateway.service.audit.log import AuditContext, AuditLog
+from gateway.service.consent import ConsentRegistry
+from gateway.service.delivery import DeliveryWorker
+from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.principal import Principal
+from gateway.service.relay import Relay
 from gateway.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -23,6 +29,16 @@ GAUGES = web.AppKey("gauges", GaugeRefresher)
 # Third-party users' Olm keys; platform users' through their connector.
 KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 MEDIA = web.AppKey("media", MediaService)
+
+# The message relay and its parts (gateway.app.relay_ctx).
+EVENTS = web.AppKey("events", EventQueue)
+CONSENT = web.AppKey("consent", ConsentRegistry)
+PLATFORM = web.AppKey("platform", Platform)
+SANDBOX = web.AppKey("sandbox", SandboxPlatform)
+DELIVERY = web.AppKey("delivery", DeliveryWorker)
+RELAY = web.AppKey("relay", Relay)
+# How the sandbox claims a third-party user's keys (the key directory; INTERFACES.md §2).
+THIRD_PARTY_KEYS: web.AppKey[ThirdPartyKeys] = web.AppKey("third_party_keys")
 
 # Per request: who is asking (set by authentication; anonymous until then).
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -27,8 +27,7 @@ def _age_s(now_ms: int, then_ms: int | None) -> float:
 
 async def _outbox(store: Store, now_ms: int) -> None:
     row = await store.fetchrow(
-        "SELECT COUNT(*) AS depth, MIN(accepted_at) AS oldest FROM outbox"
-        " WHERE delivered_at IS NULL"
+        "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM relay_outbox"
     )
     assert row is not None
     metrics.OUTBOX_DEPTH.set(row["depth"])
@@ -44,9 +43,8 @@ def _per_provider(gauge: Gauge, rows: list[Row], column: str) -> None:
 
 async def _events(store: Store, now_ms: int) -> None:
     rows = await store.fetch(
-        "SELECT p.client_id AS client_id, COUNT(e.seq) AS backlog FROM providers p"
-        " LEFT JOIN events e ON e.client_id = p.client_id AND e.seq > p.events_acked"
-        " GROUP BY p.client_id"
+        # Acknowledged events are deleted: what is left is the backlog.
+        "SELECT client_id, COUNT(*) AS backlog FROM provider_events GROUP BY client_id"
     )
     _per_provider(metrics.EVENTS_BACKLOG, rows, "backlog")
 
@@ -98,8 +96,8 @@ class Probe:
 def default_probes(chain_id: str) -> tuple[Probe, ...]:
     """The probes of every catalogued database-state gauge; `chain_id` is this replica's."""
     return (
-        Probe("outbox", frozenset({"outbox"}), _outbox),
-        Probe("events", frozenset({"providers", "events"}), _events),
+        Probe("outbox", frozenset({"relay_outbox"}), _outbox),
+        Probe("events", frozenset({"provider_events"}), _events),
         Probe(
             "one_time_keys",
             frozenset({"e2ee_identities", "e2ee_one_time_keys"}),

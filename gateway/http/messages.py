@@ -1,0 +1,60 @@
+"""Provider routes of the relay (DESIGN §4.4-4.5): messages, receipts, typing, lookup."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.http.body import decode_json, json_response
+from gateway.http.key_directory import require_provider
+from gateway.http.keys import RELAY
+from gateway.service.relay_types import (
+    Accepted,
+    LookupIn,
+    MessageIn,
+    ReceiptIn,
+    TypingIn,
+)
+
+routes = web.RouteTableDef()
+
+
+def provider(request: web.Request, scope: str) -> str:
+    """The calling provider's client id, if its token carries `scope`."""
+    who = require_provider(request, scope)
+    assert who.client_id is not None
+    return who.client_id
+
+
+@routes.post("/v1/messages")
+async def send_message(request: web.Request) -> web.Response:
+    """Accept a message for a platform user (202; idempotent on the message id)."""
+    client_id = provider(request, "messages")
+    body = await decode_json(request, MessageIn)
+    gateway_id = await request.app[RELAY].send_message(client_id, body)
+    return json_response(Accepted(id=gateway_id), status=202)
+
+
+@routes.post("/v1/receipts")
+async def send_receipt(request: web.Request) -> web.Response:
+    """Accept a delivered/read receipt for a message a platform user sent."""
+    client_id = provider(request, "messages")
+    body = await decode_json(request, ReceiptIn)
+    gateway_id = await request.app[RELAY].send_receipt(client_id, body)
+    return json_response(Accepted(id=gateway_id), status=202)
+
+
+@routes.post("/v1/typing")
+async def send_typing(request: web.Request) -> web.Response:
+    """Accept a typing signal."""
+    client_id = provider(request, "messages")
+    body = await decode_json(request, TypingIn)
+    gateway_id = await request.app[RELAY].send_typing(client_id, body)
+    return json_response(Accepted(id=gateway_id), status=202)
+
+
+@routes.post("/v1/lookup")
+async def lookup(request: web.Request) -> web.Response:
+    """Platform users by native identifier; only those who consented to the caller."""
+    client_id = provider(request, "lookup")
+    body = await decode_json(request, LookupIn)
+    return json_response(await request.app[RELAY].lookup(client_id, body))

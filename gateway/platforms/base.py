@@ -1,0 +1,130 @@
+"""What the relay needs from a platform connector (DESIGN §4.8), and what it gives back.
+
+The relay hands a platform one `Outgoing` item at a time (a message, receipt or typing signal
+from a third-party user to a platform user); the platform raises `RetryableDelivery` when a
+later attempt may succeed and `PermanentDelivery` when none will. What the platform's users
+send comes back through the `InboundSink` the relay injects: platforms never import services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, Protocol
+
+import msgspec
+
+Kind = Literal["message", "receipt", "typing"]
+SERVICES = ("whatsapp", "messenger", "instagram")
+
+
+class DeliveryError(Exception):
+    """A delivery attempt failed; `reason` is a short, content-free code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryableDelivery(DeliveryError):
+    """The platform is unreachable or overloaded: try again later."""
+
+
+class PermanentDelivery(DeliveryError):
+    """The platform refused the item for good (unknown user, invalid payload, ...)."""
+
+
+class SignedOneTimeKey(msgspec.Struct, frozen=True, kw_only=True):
+    key_id: str
+    key: str
+    signature: str
+
+
+class ClaimedBundle(msgspec.Struct, frozen=True, kw_only=True):
+    """The `GET /v1/keys` answer (DESIGN §4.4): one one-time key claimed, or the fallback key."""
+
+    user: str
+    identity_key: str
+    signing_key: str
+    one_time_key: SignedOneTimeKey | None
+    fallback_key: SignedOneTimeKey | None
+
+
+class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
+    """One item for a platform user; `payload` by kind (see `gateway.service.relay`).
+
+    message: `{"encrypted": {protocol, type, body, sender_key}}` or `{"native": <send object>}`;
+    receipt: `{"message_id", "status"}`; typing: `{"state"}`.
+    """
+
+    id: str
+    kind: Kind
+    service: str
+    sender: str
+    recipient: str
+    sent_at: int
+    payload: dict[str, Any]
+
+
+class Inbound(msgspec.Struct, frozen=True, kw_only=True):
+    """One item a platform user sends to a third-party user; fields as in `Outgoing`.
+
+    message: `{"encrypted": {...}}` (E2EE) or `{"content": <MIMI JSON>}`;
+    receipt: `{"message_id", "status"}`; typing: `{"state"}`. `native_id` is the platform's own
+    id of the item (idempotency: the same native id is accepted once).
+    """
+
+    native_id: str
+    kind: Kind
+    service: str
+    sender: str
+    recipient: str
+    sent_at: int
+    payload: dict[str, Any]
+
+
+# The relay's entry for platform traffic: returns the gateway id of the accepted item.
+InboundSink = Callable[[Inbound], Awaitable[str]]
+# The key directory's claim for third-party users (INTERFACES.md §2).
+ThirdPartyKeys = Callable[[str], Awaitable[ClaimedBundle | None]]
+# Consent of a platform user: (user_uri, client ids or "all"), set by the platform's side.
+ConsentSetter = Callable[[str, "list[str] | Literal['all']"], Awaitable[None]]
+
+
+class Platform(Protocol):
+    """A connector to the three services (sandbox or http)."""
+
+    name: str
+
+    async def deliver(self, item: Outgoing) -> None:
+        """Hand `item` to the service; raise RetryableDelivery or PermanentDelivery."""
+        ...
+
+    async def claim_key_bundle(self, user_uri: str) -> ClaimedBundle | None:
+        """Claim a platform user's keys (one one-time key, never twice); None if unknown."""
+        ...
+
+    async def user_exists(self, user_uri: str) -> bool:
+        """Whether `user_uri` is a user of this platform."""
+        ...
+
+    async def close(self) -> None:
+        """Release what the connector holds."""
+        ...
+
+
+def service_of(uri: str) -> str | None:
+    """The service of a platform user URI (`mimi://whatsapp/u/...`), else None."""
+    if not uri.startswith("mimi://"):
+        return None
+    authority, sep, user = uri[7:].partition("/u/")
+    return authority if sep and user and authority in SERVICES else None
+
+
+def provider_of(uri: str) -> str | None:
+    """The client id of a third-party user URI (`mimi://<client_id>/u/...`), else None."""
+    if not uri.startswith("mimi://"):
+        return None
+    authority, sep, user = uri[7:].partition("/u/")
+    if not sep or not user or not authority or authority in SERVICES or "/" in user:
+        return None
+    return authority

@@ -1,0 +1,235 @@
+"""The sandbox platforms (DESIGN §4.8): simulated WhatsApp, Messenger and Instagram users.
+
+Each user has its own Olm account. What it receives it decrypts and keeps, as the native
+webhook envelope its client would get; it answers with a `delivered` status as a real client
+does. What it sends it translates to its service's send object and encrypts for the
+third-party recipient, whose keys it claims through the injected key directory callable.
+An outage switch per service lets integrators watch the gateway retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from typing import Any, Literal
+
+import msgspec
+import structlog
+
+from gateway.content import ContentError, content_from_json
+from gateway.crypto import DecryptionFailed, OlmCiphertext
+from gateway.errors import Conflict, ContentRejected, NotFound, UnknownRecipient, ValidationFailed
+from gateway.platforms.base import (
+    SERVICES,
+    ClaimedBundle,
+    ConsentSetter,
+    Inbound,
+    InboundSink,
+    Outgoing,
+    PermanentDelivery,
+    RetryableDelivery,
+    ThirdPartyKeys,
+    service_of,
+)
+from gateway.platforms.native import (
+    NativeError,
+    content_to_send,
+    status_envelope,
+    webhook_envelope,
+)
+from gateway.platforms.sandbox_state import REPLENISH_BELOW, SandboxState, SandboxUser
+
+log = structlog.get_logger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def native_sender_id(service: str, uri: str) -> str:
+    """The stable native id a third-party user appears under on `service` (digits)."""
+    digest = hashlib.sha256(f"{service}\0{uri}".encode()).digest()
+    return f"999{int.from_bytes(digest[:8], 'big') % 10**12:012d}"
+
+
+class SandboxPlatform:
+    """The embedded Platform; `sink` is set by the app once the relay exists."""
+
+    name = "sandbox"
+
+    def __init__(
+        self,
+        state: SandboxState,
+        *,
+        third_party_keys: ThirdPartyKeys,
+        set_consent: ConsentSetter,
+    ) -> None:
+        self.state = state
+        self.third_party_keys = third_party_keys
+        self.set_consent = set_consent
+        self.sink: InboundSink | None = None
+        self.down: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _lock(self, uri: str) -> asyncio.Lock:
+        # An Olm account's sessions change with each message: one message per user at a time.
+        return self._locks.setdefault(uri, asyncio.Lock())
+
+    # -- admin ----------------------------------------------------------------------------
+
+    async def create_user(
+        self, service: str, native_id: str, name: str, consent: list[str] | Literal["all"]
+    ) -> str:
+        """Create a simulated user with its Olm account and consents; return its URI."""
+        uri = f"mimi://{service}/u/{native_id}"
+        created = await self.state.create(
+            SandboxUser(uri=uri, service=service, native_id=native_id, name=name)
+        )
+        if not created:
+            raise Conflict("This sandbox user exists already.", field="$.id")
+        await self.set_consent(uri, consent)
+        return uri
+
+    async def change_consent(self, uri: str, consent: list[str] | Literal["all"]) -> None:
+        """The user changes whom they let reach them (Art. 7(7))."""
+        await self._user(uri, "$.user")
+        await self.set_consent(uri, consent)
+
+    def set_outage(self, service: str, down: bool) -> None:
+        """Simulate the service being unreachable (deliveries then fail as retryable)."""
+        (self.down.add if down else self.down.discard)(service)
+
+    async def inbox(self, uri: str) -> list[dict[str, Any]]:
+        await self._user(uri, "user")
+        return await self.state.inbox(uri)
+
+    async def _user(self, uri: str, field: str) -> SandboxUser:
+        user = await self.state.user(uri)
+        if user is None:
+            raise NotFound("No such sandbox user.", field=field)
+        return user
+
+    # -- Platform -------------------------------------------------------------------------
+
+    async def user_exists(self, user_uri: str) -> bool:
+        return await self.state.user(user_uri) is not None
+
+    async def claim_key_bundle(self, user_uri: str) -> ClaimedBundle | None:
+        bundle, left = await self.state.claim(user_uri)
+        if bundle is not None and left < REPLENISH_BELOW:
+            await self.state.replenish(user_uri)
+        return bundle
+
+    async def deliver(self, item: Outgoing) -> None:
+        if item.service in self.down:
+            raise RetryableDelivery("platform_unavailable")
+        user = await self.state.user(item.recipient)
+        if user is None:
+            raise PermanentDelivery("unknown_recipient")
+        sender_id = native_sender_id(user.service, item.sender)
+        if item.kind == "typing":
+            return  # shown live on a device, never stored
+        if item.kind == "receipt":
+            envelope = status_envelope(
+                user.service, message_id=item.payload["message_id"],
+                status=item.payload["status"], sender_id=sender_id,
+                recipient_id=user.native_id, timestamp_ms=item.sent_at,
+            )  # fmt: skip
+            await self.state.store.write(
+                "sandbox_receive",
+                lambda tx: self.state.deliver_in(tx, user.uri, item.id, envelope),
+            )
+            return
+        async with self._lock(user.uri):
+            await self._receive_message(user, sender_id, item)
+        self._acknowledge(user, item)
+
+    async def _receive_message(self, user: SandboxUser, sender_id: str, item: Outgoing) -> None:
+        if await self.state.has_received(user.uri, item.id):
+            return  # a redelivery: the Olm message was consumed the first time
+        party = await self.state.party(user.uri)
+        if "encrypted" in item.payload:
+            wire = item.payload["encrypted"]
+            try:
+                plaintext = party.decrypt(
+                    OlmCiphertext.from_wire(wire["type"], wire["body"], wire["sender_key"])
+                )
+                message = msgspec.json.decode(plaintext)
+            except (DecryptionFailed, msgspec.DecodeError):
+                raise PermanentDelivery("undecryptable") from None
+            if not isinstance(message, dict):
+                raise PermanentDelivery("not_a_native_message")
+        else:
+            message = item.payload["native"]
+        envelope = webhook_envelope(
+            user.service, message, sender_id=sender_id, recipient_id=user.native_id,
+            message_id=item.id, timestamp_ms=item.sent_at,
+        )  # fmt: skip
+
+        async def unit(tx: Any) -> None:
+            await self.state.save_party_in(tx, user.uri, party)
+            await self.state.deliver_in(tx, user.uri, item.id, envelope)
+
+        await self.state.store.write("sandbox_receive", unit)
+
+    def _acknowledge(self, user: SandboxUser, item: Outgoing) -> None:
+        """Send the `delivered` status back, as the user's client would, off the delivery path."""
+        if self.sink is None:
+            return
+        receipt = Inbound(
+            native_id=f"{item.id}:delivered", kind="receipt", service=user.service,
+            sender=user.uri, recipient=item.sender, sent_at=now_ms(),
+            payload={"message_id": item.id, "status": "delivered"},
+        )  # fmt: skip
+        task = asyncio.get_running_loop().create_task(self._send_receipt(receipt))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_receipt(self, receipt: Inbound) -> None:
+        assert self.sink is not None
+        try:
+            await self.sink(receipt)
+        except Exception as exc:  # a status is best effort, as on the real platforms
+            log.warning("sandbox_receipt_failed", error=type(exc).__name__)
+
+    # -- a simulated user sends -----------------------------------------------------------
+
+    async def send(self, sender: str, recipient: str, content: dict[str, Any]) -> str:
+        """Translate, encrypt for the third-party recipient and hand to the relay."""
+        user = await self._user(sender, "$.from")
+        if service_of(recipient) in SERVICES:
+            raise ValidationFailed("The recipient must be a third-party user.", field="$.to")
+        try:
+            message = content_to_send(user.service, content_from_json(content))
+        except (ContentError, NativeError) as exc:
+            raise ContentRejected(exc.reason, field=f"$.content.{exc.field}") from None
+        bundle = await self.third_party_keys(recipient)
+        if bundle is None:
+            raise UnknownRecipient("No such third-party user has published keys.", field="$.to")
+        async with self._lock(user.uri):
+            party = await self.state.party(user.uri)
+            otk = bundle.one_time_key or bundle.fallback_key
+            ciphertext = party.encrypt(
+                bundle.identity_key,
+                msgspec.json.encode(message),
+                one_time_key=None if otk is None else otk.key,
+            )
+            await self.state.store.write(
+                "sandbox_send", lambda tx: self.state.save_party_in(tx, user.uri, party)
+            )
+        assert self.sink is not None
+        return await self.sink(
+            Inbound(
+                native_id=f"sbx_{uuid.uuid4().hex}", kind="message", service=user.service,
+                sender=user.uri, recipient=recipient, sent_at=now_ms(),
+                payload={"encrypted": ciphertext.to_wire()},
+            )
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

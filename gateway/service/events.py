@@ -1,0 +1,165 @@
+"""Per-provider event queues (DESIGN §4.6): at-least-once, each provider apart from the others.
+
+Events are rows ordered by a global sequence; a provider's cursor is the sequence of the last
+event it has seen. An event leaves the queue only when acknowledged (pull, WebSocket) or pushed
+with a 2xx (webhook). Waiters are woken when a unit that appended for them commits; with
+several replicas a waiter also polls, since wake-ups are local to a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from gateway.errors import InvalidCursor
+from gateway.service.event_types import Event
+from gateway.store import Store, Tx
+
+_encoder = msgspec.json.Encoder()
+POLL_FALLBACK_S = 2.0
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def parse_cursor(text: str | None, field: str) -> int | None:
+    """A cursor is the decimal sequence of an event; empty means 'from the last ack'."""
+    if text is None or text == "":
+        return None
+    if not text.isascii() or not text.isdigit() or len(text) > 18:
+        raise InvalidCursor("A cursor is the `next` value of an events page.", field=field)
+    return int(text)
+
+
+class EventPage(msgspec.Struct, frozen=True, kw_only=True):
+    events: list[msgspec.Raw]
+    next: str
+
+
+class EventQueue:
+    """Appends, reads and acknowledges provider events."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._signals: dict[str, asyncio.Event] = {}
+        # Called with the client id after each commit that appended for it (webhook pusher).
+        self.listeners: list[Callable[[str], None]] = []
+
+    async def append_in(self, tx: Tx, client_id: str, event: Event | dict[str, Any]) -> None:
+        """Append inside a write unit: the event commits (and wakes readers) with its cause."""
+        body = _encoder.encode(event)
+        type_ = event["type"] if isinstance(event, dict) else type(event).__struct_config__.tag
+        await tx.execute(
+            "INSERT INTO provider_events (client_id, type, body, created_at) "
+            "VALUES ($1, $2, $3, $4)",
+            client_id,
+            type_,
+            body.decode(),
+            now_ms(),
+        )
+        tx.on_commit(lambda: self._notify(client_id))
+
+    async def append(self, client_id: str, event: Event | dict[str, Any]) -> None:
+        """Append in a write unit of its own; return once durable."""
+
+        async def unit(tx: Tx) -> None:
+            await self.append_in(tx, client_id, event)
+
+        await self.store.write("event_append", unit)
+
+    def _notify(self, client_id: str) -> None:
+        signal = self._signals.pop(client_id, None)
+        if signal is not None:
+            signal.set()
+        for listener in self.listeners:
+            listener(client_id)
+
+    async def read(self, client_id: str, after: int | None, limit: int) -> EventPage:
+        """Events after `after` (default: the last ack), oldest first, at most `limit`."""
+        start = after if after is not None else await self.acked(client_id)
+        rows = await self.store.fetch(
+            "SELECT seq, body FROM provider_events WHERE client_id = $1 AND seq > $2 "
+            "ORDER BY seq LIMIT $3",
+            client_id,
+            start,
+            limit,
+        )
+        events = [
+            msgspec.Raw(b'{"event_id":"%d",%s' % (row["seq"], row["body"].encode()[1:]))
+            for row in rows
+        ]
+        last = rows[-1]["seq"] if rows else start
+        return EventPage(events=events, next=str(last))
+
+    async def wait(
+        self, client_id: str, after: int | None, limit: int, wait_s: float
+    ) -> EventPage:
+        """`read`, waiting up to `wait_s` for a first event (long poll)."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            signal = self._signals.setdefault(client_id, asyncio.Event())
+            page = await self.read(client_id, after, limit)
+            remaining = deadline - time.monotonic()
+            if page.events or remaining <= 0:
+                return page
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), min(remaining, POLL_FALLBACK_S))
+
+    async def acked(self, client_id: str) -> int:
+        """The provider's acknowledged cursor (0 before its first ack)."""
+        value = await self.store.fetchval(
+            "SELECT acked FROM provider_event_cursors WHERE client_id = $1", client_id
+        )
+        return int(value or 0)
+
+    async def ack(self, client_id: str, cursor: int) -> None:
+        """Drop the events up to `cursor`; a cursor past the newest event is refused."""
+
+        async def unit(tx: Tx) -> None:
+            newest = await tx.fetchval(
+                "SELECT MAX(seq) FROM provider_events WHERE client_id = $1", client_id
+            )
+            acked = await tx.fetchval(
+                "SELECT acked FROM provider_event_cursors WHERE client_id = $1", client_id
+            )
+            if cursor > max(int(newest or 0), int(acked or 0)):
+                raise InvalidCursor(
+                    "The cursor is past the newest event of this provider.", field="$.cursor"
+                )
+            await tx.execute(
+                "DELETE FROM provider_events WHERE client_id = $1 AND seq <= $2",
+                client_id,
+                cursor,
+            )
+            await tx.execute(
+                "INSERT INTO provider_event_cursors (client_id, acked, updated_at) "
+                "VALUES ($1, $2, $3) ON CONFLICT (client_id) DO UPDATE SET "
+                "acked = CASE WHEN excluded.acked > provider_event_cursors.acked "
+                "THEN excluded.acked ELSE provider_event_cursors.acked END, "
+                "updated_at = excluded.updated_at",
+                client_id,
+                cursor,
+                now_ms(),
+            )
+
+        await self.store.write("event_ack", unit)
+
+    async def backlog(self, client_id: str) -> int:
+        """How many events wait for this provider."""
+        return int(
+            await self.store.fetchval(
+                "SELECT COUNT(*) FROM provider_events WHERE client_id = $1", client_id
+            )
+            or 0
+        )
+
+    async def pending_clients(self) -> list[str]:
+        """Providers with events waiting (for the webhook pusher)."""
+        rows = await self.store.fetch("SELECT DISTINCT client_id FROM provider_events")
+        return [row["client_id"] for row in rows]
