@@ -130,10 +130,12 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[SANDBOX] = platform
     app[PLATFORM] = platform
-    app[DELIVERY] = worker = DeliveryWorker(store, platform, consent, queue, config.relay)
+    app[DELIVERY] = worker = DeliveryWorker(
+        store, platform, consent, queue, config.relay, audit_events=app[AUDIT_LOG]
+    )
     app[RELAY] = relay = Relay(
         store, config, platform, consent, queue,
-        outbox_depth=lambda: worker.depth, on_outbox=worker.wake,
+        outbox_depth=lambda: worker.depth, on_outbox=worker.wake, audit_events=app[AUDIT_LOG],
     )  # fmt: skip
     platform.sink = relay.receive
     # The key directory answers for platform users through the connector (INTERFACES.md §1).

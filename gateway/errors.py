@@ -69,11 +69,6 @@ class Conflict(GatewayError):
     status, type, title = 409, "/problems/conflict", "Conflict"
 
 
-class UnknownRecipient(NotFound):
-    # A user who did not consent to the caller is indistinguishable from a missing one.
-    type, title = "/problems/unknown-recipient", "Unknown recipient"
-
-
 class SenderNotOwned(Forbidden):
     type, title = "/problems/sender-not-owned", "Sender is not the caller's user"
 

@@ -6,7 +6,8 @@ from aiohttp import web
 
 from gateway.http.body import decode_json, json_response
 from gateway.http.key_directory import require_provider
-from gateway.http.keys import RELAY
+from gateway.http.keys import AUDIT, AUDIT_LOG, RELAY
+from gateway.service.relay import AuditHook
 from gateway.service.relay_types import (
     Accepted,
     LookupIn,
@@ -14,6 +15,7 @@ from gateway.service.relay_types import (
     ReceiptIn,
     TypingIn,
 )
+from gateway.store import Tx
 
 routes = web.RouteTableDef()
 
@@ -25,12 +27,27 @@ def provider(request: web.Request, scope: str) -> str:
     return who.client_id
 
 
+def audited(request: web.Request, *subjects: str) -> AuditHook | None:
+    """Write this request's audit record (202) inside the relay's accepting unit."""
+    ctx = request.get(AUDIT)
+    if ctx is None:
+        return None
+    audit_log = request.app[AUDIT_LOG]
+
+    async def hook(tx: Tx) -> object:
+        return await audit_log.append_in(tx, ctx, status=202, subjects=subjects)
+
+    return hook
+
+
 @routes.post("/v1/messages")
 async def send_message(request: web.Request) -> web.Response:
     """Accept a message for a platform user (202; idempotent on the message id)."""
     client_id = provider(request, "messages")
     body = await decode_json(request, MessageIn)
-    gateway_id = await request.app[RELAY].send_message(client_id, body)
+    gateway_id = await request.app[RELAY].send_message(
+        client_id, body, audit=audited(request, body.sender, body.recipient)
+    )
     return json_response(Accepted(id=gateway_id), status=202)
 
 
@@ -39,7 +56,9 @@ async def send_receipt(request: web.Request) -> web.Response:
     """Accept a delivered/read receipt for a message a platform user sent."""
     client_id = provider(request, "messages")
     body = await decode_json(request, ReceiptIn)
-    gateway_id = await request.app[RELAY].send_receipt(client_id, body)
+    gateway_id = await request.app[RELAY].send_receipt(
+        client_id, body, audit=audited(request, body.sender, body.recipient)
+    )
     return json_response(Accepted(id=gateway_id), status=202)
 
 
@@ -48,7 +67,9 @@ async def send_typing(request: web.Request) -> web.Response:
     """Accept a typing signal."""
     client_id = provider(request, "messages")
     body = await decode_json(request, TypingIn)
-    gateway_id = await request.app[RELAY].send_typing(client_id, body)
+    gateway_id = await request.app[RELAY].send_typing(
+        client_id, body, audit=audited(request, body.sender, body.recipient)
+    )
     return json_response(Accepted(id=gateway_id), status=202)
 
 

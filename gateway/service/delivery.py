@@ -26,6 +26,7 @@ from gateway.platforms.base import (
     RetryableDelivery,
 )
 from gateway.service import outbox
+from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import DeliveryFailedEvent
 from gateway.service.events import EventQueue
@@ -53,12 +54,15 @@ class DeliveryWorker:
         consent: ConsentRegistry,
         events: EventQueue,
         config: RelayConfig,
+        *,
+        audit_events: AuditLog | None = None,
     ) -> None:
         self.store = store
         self.platform = platform
         self.consent = consent
         self.events = events
         self.config = config
+        self.audit_events = audit_events
         self.depth = 0
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -117,7 +121,7 @@ class DeliveryWorker:
         return bool(rows)
 
     async def _refresh_stats(self) -> None:
-        depth, oldest = await outbox.stats(self.store)
+        depth, _ = await outbox.stats(self.store)
         self.depth = depth
 
     async def _deliver(self, row: Row) -> None:
@@ -156,11 +160,21 @@ class DeliveryWorker:
 
         async def unit(tx: Tx) -> None:
             await outbox.finish(tx, row["seq"], row["message_id"], "delivered", at)
+            await self._audit_in(tx, row, "message.deliver", direction="to_platform")
 
         await self.store.write("outbox_delivered", unit)
         if row["kind"] == "message":
             metrics.message_delivered(
                 row["service"], message_type(row), "to_platform", row["accepted_at"]
+            )
+
+    async def _audit_in(self, tx: Tx, row: Row, action: str, **attrs: str) -> None:
+        if self.audit_events is not None:
+            await self.audit_events.event_in(
+                tx,
+                action=action,
+                subjects=[row["sender"], row["recipient"]],
+                attrs={"service": row["service"], "kind": row["kind"], **attrs},
             )
 
     def backoff_s(self, attempts: int) -> float:
@@ -195,6 +209,7 @@ class DeliveryWorker:
                 "failed_at) VALUES ($1, $2, $3, $4, $5)",
                 row["message_id"], row["service"], row["attempts"] + 1, reason, at,
             )  # fmt: skip
+            await self._audit_in(tx, row, "message.deliver_failed", reason=reason)
             # Typing signals are ephemeral: nobody needs to hear one was lost.
             if row["kind"] != "typing":
                 await self.events.append_in(tx, row["client_id"], event)

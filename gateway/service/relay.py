@@ -31,6 +31,7 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.platforms.base import Inbound, Platform, provider_of, service_of
+from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import MessageEvent, ReceiptEvent, TypingEvent
 from gateway.service.events import EventQueue
@@ -73,6 +74,7 @@ class Relay:
         *,
         outbox_depth: Callable[[], int],
         on_outbox: Callable[[], None],
+        audit_events: AuditLog | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -81,6 +83,7 @@ class Relay:
         self.events = events
         self._outbox_depth = outbox_depth
         self._on_outbox = on_outbox
+        self.audit_events = audit_events
         self._backlogs: dict[str, tuple[float, int]] = {}
 
     # -- checks ---------------------------------------------------------------------------
@@ -292,15 +295,21 @@ class Relay:
                 item.recipient, item.sent_at, at, len(msgspec.json.encode(item.payload)),
             )  # fmt: skip
             await self.events.append_in(tx, client_id, event)
+            if self.audit_events is not None:
+                await self.audit_events.event_in(
+                    tx,
+                    action="message.deliver",
+                    subjects=[item.sender, item.recipient],
+                    attrs={"service": item.service, "kind": item.kind, "direction": "to_provider"},
+                )
             return gateway_id, True
 
         result, fresh = await self.store.write(f"relay_receive_{item.kind}", unit)
-        if fresh:
-            if item.kind == "message":
-                type_ = "encrypted" if "encrypted" in item.payload else "plaintext"
-                metrics.MESSAGES_ACCEPTED.labels(item.service, type_, "to_provider").inc()
-                # Handed to the provider's event queue: that is its delivery.
-                metrics.message_delivered(item.service, type_, "to_provider", now_ms())
+        if fresh and item.kind == "message":
+            type_ = "encrypted" if "encrypted" in item.payload else "plaintext"
+            metrics.MESSAGES_ACCEPTED.labels(item.service, type_, "to_provider").inc()
+            # Handed to the provider's event queue: that is its delivery.
+            metrics.message_delivered(item.service, type_, "to_provider", now_ms())
         return result
 
     async def _event_for(

@@ -36,6 +36,9 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/sandbox/v1/users"): "sandbox.user_create",
     ("POST", "/sandbox/v1/send"): "sandbox.send",
     ("GET", "/sandbox/v1/inbox"): "sandbox.inbox",
+    ("PUT", "/sandbox/v1/consent"): "sandbox.consent",
+    ("POST", "/sandbox/v1/outage"): "sandbox.outage",
+    ("GET", "/platform/v1/{service}/webhook"): "platform.webhook_verify",
     ("GET", "/admin/v1/audit"): "audit.export",
 }
 

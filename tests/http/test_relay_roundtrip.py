@@ -1,0 +1,170 @@
+"""A third-party user and sandbox users of each service, end to end through the HTTP API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from gateway.app import create_app
+from gateway.config import Config
+from gateway.http.keys import STORE
+from tests.conftest import admin_headers, make_config
+from tests.http import providers
+from tests.http.relay_support import (
+    ThirdPartyUser,
+    events_of,
+    eventually,
+    inbox,
+    sandbox_user,
+)
+
+MARKER = "zebra-marker-7f3a"
+
+
+def fast_config(data_dir: Path, **relay: Any) -> Config:
+    """Deliveries retried within tens of milliseconds, so tests stay fast."""
+    config = make_config(data_dir)
+    fast = msgspec.structs.replace(
+        config.relay, retry_base_s=0.02, retry_max_s=0.1, poll_interval_s=0.2, **relay
+    )
+    return msgspec.structs.replace(config, relay=fast)
+
+
+@pytest.fixture
+async def rclient(aiohttp_client: Any, tmp_path: Path) -> Any:
+    app = create_app(fast_config(tmp_path / "data"))
+    app.middlewares.append(providers.test_principal_middleware)
+    return await aiohttp_client(app)
+
+
+NATIVE_TEXT = {
+    "whatsapp": {"type": "text", "text": {"body": f"hello {MARKER}"}},
+    "messenger": {"text": f"hello {MARKER}"},
+    "instagram": {"text": f"hello {MARKER}"},
+}
+
+
+def received_text(service: str, envelope: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(text, sender object) of a native webhook envelope."""
+    if service == "whatsapp":
+        value = envelope["entry"][0]["changes"][0]["value"]
+        message = value["messages"][0]
+        assert value["contacts"][0]["wa_id"] == message["from"]
+        return message["text"]["body"], {"id": message["from"]}
+    messaging = envelope["entry"][0]["messaging"][0]
+    return messaging["message"]["text"], messaging["sender"]
+
+
+@pytest.mark.parametrize("service", ["whatsapp", "messenger", "instagram"])
+async def test_encrypted_message_reaches_the_sandbox_user_and_a_reply_comes_back(
+    rclient: Any, service: str
+) -> None:
+    client = rclient
+    peer = await sandbox_user(client, service, "4915112345678")
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+
+    encrypted = await alice.encrypt_for(peer, NATIVE_TEXT[service])
+    body = alice.message(peer, encrypted=encrypted)
+    response = await alice.send(body)
+    assert response.status == 202, await response.text()
+    accepted = await response.json()
+    assert accepted["status"] == "accepted"
+    assert accepted["id"].startswith("gw_")
+
+    items = await eventually(lambda: inbox(client, peer))
+    assert len(items) == 1
+    expected_object = {"whatsapp": "whatsapp_business_account", "messenger": "page"}
+    assert items[0]["payload"]["object"] == expected_object.get(service, "instagram")
+    text, sender = received_text(service, items[0]["payload"])
+    assert text == f"hello {MARKER}"
+    assert sender["id"].isdigit()  # a stable provider-scoped native id, not the URI
+
+    # The simulated user's client says "delivered", as a real one does.
+    receipts = await eventually(lambda: events_of(client, "acme", "receipt"))
+    assert receipts[0] == {
+        "event_id": receipts[0]["event_id"],
+        "type": "receipt",
+        "message_id": body["id"],
+        "from": peer,
+        "to": alice.uri,
+        "status": "delivered",
+        "at": receipts[0]["at"],
+    }
+
+    # The sandbox user answers: encrypted to Alice with the session Alice started.
+    response = await client.post(
+        "/sandbox/v1/send",
+        json={
+            "from": peer,
+            "to": alice.uri,
+            "content": {
+                "nestedPart": {
+                    "cardinality": "single",
+                    "contentType": "text/plain;charset=utf-8",
+                    "content": "aGkgYmFjaw",  # "hi back", base64url
+                }
+            },
+        },
+        headers=admin_headers(),
+    )
+    assert response.status == 202, await response.text()
+    reply_id = (await response.json())["id"]
+    messages = await eventually(lambda: events_of(client, "acme", "message"))
+    event = messages[0]
+    assert event["id"] == reply_id
+    assert (event["from"], event["to"]) == (peer, alice.uri)
+    assert "content" not in event
+    native = alice.decrypt(event["encrypted"])
+    assert native == NATIVE_TEXT[service] | (
+        {"type": "text", "text": {"body": "hi back"}}
+        if service == "whatsapp"
+        else {"text": "hi back"}
+    )
+
+
+async def test_plaintext_mimi_content_to_instagram_is_translated_by_the_gateway(
+    rclient: Any,
+) -> None:
+    client = rclient
+    peer = await sandbox_user(client, "instagram", "17841400000000001")
+    alice = ThirdPartyUser(client, "acme", "alice")
+    content = {
+        "nestedPart": {
+            "cardinality": "single",
+            "contentType": "text/plain;charset=utf-8",
+            "content": "aGVsbG8",  # "hello"
+        }
+    }
+    response = await alice.send(alice.message(peer, content=content))
+    assert response.status == 202, await response.text()
+    items = await eventually(lambda: inbox(client, peer))
+    assert received_text("instagram", items[0]["payload"])[0] == "hello"
+
+
+async def test_delivered_payloads_are_dropped_and_never_stored_in_clear(
+    rclient: Any, tmp_path: Path
+) -> None:
+    client = rclient
+    peer = await sandbox_user(client, "whatsapp", "4915100000001")
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    encrypted = await alice.encrypt_for(peer, NATIVE_TEXT["whatsapp"])
+    response = await alice.send(alice.message(peer, encrypted=encrypted))
+    gateway_id = (await response.json())["id"]
+    await eventually(lambda: inbox(client, peer))
+    store = client.app[STORE]
+
+    async def delivered() -> Any:
+        row = await store.fetchrow(
+            "SELECT status, payload FROM relay_messages WHERE id = $1", gateway_id
+        )
+        return row if row["status"] == "delivered" else None
+
+    row = await eventually(delivered)
+    assert row["payload"] is None  # only the envelope stays (Art. 7(8))
+    for path in (tmp_path / "data").glob("gateway.db*"):
+        assert MARKER.encode() not in path.read_bytes()
