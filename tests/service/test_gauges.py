@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -18,8 +17,8 @@ from gateway.store import Store, Tx, open_store
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> Store:
-    opened = await open_store(f"sqlite:///{tmp_path / 'g.db'}")
+async def store(store_url: str) -> Store:
+    opened = await open_store(store_url)
     yield opened
     await opened.close()
 
