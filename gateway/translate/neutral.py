@@ -8,6 +8,7 @@ id (`scoped_user_id`) that maps back to its URI through a `UserDirectory`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from typing import Any, Literal, Protocol
@@ -93,6 +94,7 @@ def split_uri(uri: str, field: str = "uri") -> tuple[str, str]:
     return authority, user
 
 
+@functools.lru_cache(maxsize=65536)  # on every message's path; the HMAC is the costly part
 def scoped_user_id(service: str, uri: str, key: bytes = b"") -> str:
     """The stable provider-scoped native id of a third-party user: digits, like native ids.
 
@@ -105,6 +107,7 @@ def scoped_user_id(service: str, uri: str, key: bytes = b"") -> str:
     return f"{SCOPED_PREFIX[service]}{number:0{digits}d}"
 
 
+@functools.lru_cache(maxsize=65536)
 def native_user_id(service: str, uri: str, key: bytes = b"") -> str:
     """The native id under which `uri` appears on `service`."""
     authority, user = split_uri(uri)
