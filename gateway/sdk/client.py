@@ -1,0 +1,303 @@
+"""The async client a third-party server uses to talk to dma-gateway end to end encrypted.
+
+    async with InteropClient(base_url, client_id, key, state_path, pickle_key) as sdk:
+        await sdk.publish_keys("alice")
+        await sdk.send_text("alice", "mimi://whatsapp/u/4915112345678", "Hallo!")
+        async for event in sdk.events():
+            ...
+
+Every message is translated for the recipient's service and encrypted with Olm here; the
+gateway only relays ciphertext. Sessions persist in the state file across restarts.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from gateway.content import ExternalPart, MimiContent, message_id
+from gateway.crypto import (
+    DecryptionFailed,
+    OlmCiphertext,
+    decrypt_media,
+    encrypt_media,
+    verify_key_signature,
+)
+from gateway.sdk import content as c
+from gateway.sdk.auth import SigningKey, TokenSource
+from gateway.sdk.events import Event, Message, Notice, Receipt, Typing
+from gateway.sdk.state import SdkState
+
+DEFAULT_ONE_TIME_KEYS = 50
+
+
+class GatewayError(Exception):
+    """The gateway answered with a problem; `problem` is its RFC 9457 body."""
+
+    def __init__(self, status: int, problem: dict[str, Any]) -> None:
+        super().__init__(f"{status} {problem.get('type')}: {problem.get('detail')}")
+        self.status = status
+        self.problem = problem
+
+
+class Sent(msgspec.Struct, frozen=True, kw_only=True):
+    """A message accepted by the gateway: its gateway id and its MIMI message id."""
+
+    id: str
+    mimi_id: bytes
+    envelope: dict[str, Any]  # what went over the wire (ciphertext, never plaintext)
+
+
+class InteropClient:
+    """One provider's connection: tokens, keys, encrypted sends and the event stream."""
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        key: SigningKey,
+        state_path: str | Path,
+        pickle_key: bytes,
+        *,
+        one_time_keys: int = DEFAULT_ONE_TIME_KEYS,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.client_id = client_id
+        self.state = SdkState(state_path, pickle_key)
+        self.one_time_keys = one_time_keys
+        self._own_session = session is None
+        self.session = session or aiohttp.ClientSession()
+        self.tokens = TokenSource(self.session, f"{self.base_url}/v1/oauth/token", client_id, key)
+        self.cursor: str | None = None
+
+    async def __aenter__(self) -> InteropClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session (if the client made it) and the state file."""
+        if self._own_session:
+            await self.session.close()
+        self.state.close()
+
+    def uri(self, local: str) -> str:
+        """The URI of one of this provider's users."""
+        return f"mimi://{self.client_id}/u/{local}"
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kw: Any) -> Any:
+        for attempt in range(2):
+            headers = {
+                "Authorization": f"Bearer {await self.tokens.token()}",
+                **kw.pop("headers", {}),
+            }
+            async with self.session.request(
+                method, self.base_url + path, headers=headers, **kw
+            ) as r:
+                if r.status == 401 and attempt == 0:
+                    self.tokens.invalidate()  # revoked or expired early: one fresh try
+                    continue
+                if r.status >= 400:
+                    raise GatewayError(r.status, await r.json(content_type=None))
+                if r.content_type == "application/json":
+                    return await r.json()
+                return await r.read()
+        raise AssertionError("unreachable")
+
+    # -- keys ------------------------------------------------------------------------------
+
+    async def publish_keys(self, local: str, count: int | None = None) -> dict[str, Any]:
+        """Publish (or replenish) a user's identity, one-time and fallback keys."""
+        uri = self.uri(local)
+        party = self.state.party(uri)
+        bundle = party.key_bundle(self.one_time_keys if count is None else count, fallback=True)
+        # Saved before the upload: the private halves must exist for any key the gateway holds.
+        self.state.save(uri)
+        return await self._request(
+            "PUT", f"/v1/users/{local}/keys", json=msgspec.to_builtins(bundle)
+        )
+
+    async def _session_key(self, sender: str, peer: str) -> tuple[str, str | None]:
+        """The peer's identity key and, without a session yet, a claimed one-time key."""
+        party = self.state.party(sender)
+        known = self.state.peer_key(peer)
+        if known is not None and party.has_session(known):
+            return known, None
+        bundle = await self._request("GET", "/v1/keys", params={"user": peer})
+        signed = bundle["one_time_key"] or bundle["fallback_key"]
+        if signed is None:
+            raise GatewayError(404, {"type": "no-keys", "detail": "the peer has no keys left"})
+        if not verify_key_signature(bundle["signing_key"], signed["key"], signed["signature"]):
+            raise DecryptionFailed("the peer's one-time key is not signed by its signing key")
+        self.state.set_peer_key(peer, bundle["identity_key"])
+        return bundle["identity_key"], signed["key"]
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send(self, local: str, peer: str, content: MimiContent) -> Sent:
+        """Translate `content` for the peer's service, encrypt it and hand it to the gateway."""
+        sender = self.uri(local)
+        mimi_id = message_id(content, sender_uri=sender)
+        service = c.service_of(peer) or "mimi"
+        plaintexts = c.to_plaintexts(peer, content, self.state)
+        identity_key, one_time_key = await self._session_key(sender, peer)
+        party = self.state.party(sender)
+        client_id = uuid.uuid4().hex
+        sent: Sent | None = None
+        for index, plaintext in enumerate(plaintexts):
+            ciphertext = party.encrypt(identity_key, plaintext, one_time_key=one_time_key)
+            self.state.save(sender)  # a ratchet step is never reused, even after a crash
+            envelope = {
+                "id": client_id if index == 0 else f"{client_id}.{index}",
+                "from": sender,
+                "to": peer,
+                "sent_at": int(time.time() * 1000),
+                "encrypted": ciphertext.to_wire(),
+            }
+            answer = await self._request("POST", "/v1/messages", json=envelope)
+            self.state.remember(service, answer["id"], mimi_id)
+            if sent is None:
+                sent = Sent(id=answer["id"], mimi_id=mimi_id, envelope=envelope)
+        assert sent is not None
+        return sent
+
+    def _ref(self, peer: str, message_id_: str) -> bytes:
+        return self.state.mimi_id(c.service_of(peer) or "mimi", message_id_)
+
+    async def send_text(self, local: str, peer: str, body: str) -> Sent:
+        """Send a text message."""
+        return await self.send(local, peer, c.text(body))
+
+    async def reply(self, local: str, peer: str, message_id_: str, body: str) -> Sent:
+        """Reply with text to a message (by its gateway id)."""
+        return await self.send(local, peer, c.text(body, reply_to=self._ref(peer, message_id_)))
+
+    async def react(self, local: str, peer: str, message_id_: str, emoji: str) -> Sent:
+        """React to a message; an empty emoji removes the reaction."""
+        return await self.send(local, peer, c.reaction(self._ref(peer, message_id_), emoji))
+
+    async def edit(self, local: str, peer: str, message_id_: str, body: str) -> Sent:
+        """Replace the text of a message this user sent."""
+        return await self.send(local, peer, c.edit(self._ref(peer, message_id_), body))
+
+    async def delete(self, local: str, peer: str, message_id_: str) -> Sent:
+        """Withdraw a message this user sent."""
+        return await self.send(local, peer, c.delete(self._ref(peer, message_id_)))
+
+    async def send_media(
+        self,
+        local: str,
+        peer: str,
+        data: bytes,
+        *,
+        content_type: str,
+        filename: str = "",
+        caption: str = "",
+    ) -> Sent:
+        """Encrypt a file (AES-256-GCM), upload the ciphertext, send its key inside Olm."""
+        ciphertext, key = encrypt_media(data)
+        params = {"to": peer}
+        service = c.service_of(peer)
+        kind = c.upload_kind(service, content_type) if service else None
+        if kind is not None:
+            params["kind"] = kind
+        info = await self._request(
+            "POST",
+            "/v1/media",
+            params=params,
+            data=ciphertext,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        url = f"{self.base_url}/v1/media/{info['id']}"
+        part = c.media(
+            url, key, content_type=content_type, size=len(data), filename=filename, caption=caption
+        )
+        return await self.send(local, peer, part)
+
+    async def download_media(self, part: ExternalPart) -> bytes:
+        """Fetch an ExternalPart's ciphertext from the gateway and decrypt it."""
+        if not part.url.startswith(self.base_url + "/v1/media/"):
+            raise ValueError("the media is not stored at this gateway")
+        data: bytes = await self._request("GET", part.url[len(self.base_url) :])
+        return decrypt_media(data, c.media_key_of(part, len(data)))
+
+    async def receipt(self, local: str, peer: str, message_id_: str, status: str = "read") -> None:
+        """Tell the sender a message was delivered or read (receipts are not encrypted)."""
+        body = {"message_id": message_id_, "from": self.uri(local), "to": peer, "status": status}
+        await self._request("POST", "/v1/receipts", json=body)
+
+    async def typing(self, local: str, peer: str, state: str = "on") -> None:
+        """Show or stop the typing indicator."""
+        body = {"from": self.uri(local), "to": peer, "state": state}
+        await self._request("POST", "/v1/typing", json=body)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def events(
+        self, *, wait: float = 20.0, stop_when_idle: bool = False
+    ) -> AsyncIterator[Event]:
+        """Pull events (long poll), decrypt messages, ack each page once handled."""
+        while True:
+            params: dict[str, Any] = {"wait": str(wait), "limit": "100"}
+            if self.cursor is not None:
+                params["after"] = self.cursor
+            page = await self._request("GET", "/v1/events", params=params)
+            for raw in page["events"]:
+                event = await self._handle(raw)
+                if event is not None:
+                    yield event
+            if page["events"]:
+                self.cursor = str(page["next"])
+                await self._request("POST", "/v1/events/ack", json={"cursor": self.cursor})
+            elif stop_when_idle:
+                return
+
+    async def _handle(self, raw: dict[str, Any]) -> Event | None:
+        kind = raw.get("type")
+        if kind == "message":
+            return self._decrypt(raw)
+        if kind == "receipt":
+            return Receipt(
+                message_id=raw["message_id"], sender=raw["from"], recipient=raw["to"],
+                status=raw["status"], raw=raw,
+            )  # fmt: skip
+        if kind == "typing":
+            return Typing(sender=raw["from"], recipient=raw["to"], state=raw["state"], raw=raw)
+        if kind == "keys_low":
+            local = raw["user"].rsplit("/u/", 1)[-1]
+            await self.publish_keys(local)
+        elif kind == "identity_changed":
+            self.state.set_peer_key(raw["user"], None)  # claim afresh before the next send
+        return Notice(type=str(kind), raw=raw)
+
+    def _decrypt(self, raw: dict[str, Any]) -> Event | None:
+        if not self.state.first_time(raw["id"]):
+            return None  # a redelivery of a message already handled
+        recipient = raw["to"]
+        if "encrypted" not in raw or raw["encrypted"] is None:
+            return Notice(type="plaintext_message", raw=raw)
+        wire = raw["encrypted"]
+        party = self.state.party(recipient)
+        try:
+            plaintext = party.decrypt(
+                OlmCiphertext.from_wire(wire["type"], wire["body"], wire["sender_key"])
+            )
+        except DecryptionFailed:
+            return Notice(type="undecryptable", raw=raw)
+        self.state.save(recipient)
+        self.state.set_peer_key(raw["from"], wire["sender_key"])
+        content, native = c.from_plaintext(raw["from"], plaintext, self.state)
+        return Message(
+            id=raw["id"], sender=raw["from"], recipient=recipient, sent_at=raw["sent_at"],
+            content=content, native=native, raw=raw,
+        )  # fmt: skip
