@@ -14,8 +14,9 @@ import msgspec
 import structlog
 import vodozemac
 
-from gateway.crypto import IdentifiedKey, KeyBundle, verify_key_signature
+from gateway.crypto import KeyBundle, verify_key_signature
 from gateway.errors import UnknownRecipient, ValidationFailed
+from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
 from gateway.service.uris import parse_user_uri, user_uri
 from gateway.store import Store, Tx
 
@@ -27,14 +28,8 @@ KEY_ID_MAX = 64
 CLAIM_ATTEMPTS = 8
 
 
-class ClaimedKeys(msgspec.Struct, frozen=True, kw_only=True):
-    """The answer of `GET /v1/keys` (same fields as the platforms' ClaimedBundle)."""
-
-    user: str
-    identity_key: str
-    signing_key: str
-    one_time_key: IdentifiedKey | None
-    fallback_key: IdentifiedKey | None
+# The answer of `GET /v1/keys`: the same type the platform connectors answer with.
+ClaimedKeys = ClaimedBundle
 
 
 class PublishResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -65,7 +60,7 @@ class AuditEvents(Protocol):
     async def event_in(self, tx: Tx, *, action: str, subjects: Iterable[str] = ()) -> Any: ...
 
 
-PlatformKeys = Callable[[str], Awaitable[Any]]  # claim_key_bundle(uri) -> ClaimedBundle | None
+PlatformKeys = Callable[[str], Awaitable[ClaimedBundle | None]]  # Platform.claim_key_bundle
 ConsentCheck = Callable[[str, str], Awaitable[bool]]  # allows(user_uri, client_id)
 
 IDENTITY_SQL = (
@@ -285,10 +280,9 @@ class KeyDirectory:
             self.consent is not None and not await self.consent(uri, client_id)
         ):
             raise UnknownRecipient()
-        bundle = await self.platform_keys(uri)
-        if bundle is None:
+        claimed = await self.platform_keys(uri)
+        if claimed is None:
             raise UnknownRecipient()
-        claimed = msgspec.convert(msgspec.to_builtins(bundle), ClaimedKeys)
 
         async def unit(tx: Tx) -> None:
             await self.record_contact_in(tx, uri, client_id)
@@ -313,14 +307,14 @@ class KeyDirectory:
                 if row is not None or left == 0:
                     break
             if row is not None:
-                one_time = IdentifiedKey(
+                one_time = SignedOneTimeKey(
                     key_id=row["key_id"], key=row["key"], signature=row["signature"]
                 )
             fallback = None
             if one_time is None:
                 fb = await tx.fetchrow(FALLBACK_SQL, uri)
                 if fb is not None:
-                    fallback = IdentifiedKey(
+                    fallback = SignedOneTimeKey(
                         key_id=fb["key_id"], key=fb["key"], signature=fb["signature"]
                     )
             # Tell the owner once when the stock falls below the threshold, and when it is out.

@@ -225,3 +225,25 @@ async def test_publish_claim_and_identity_change_are_audited_without_raw_ids(
     ]
     assert rows[2]["request_id"] == rows[3]["request_id"]
     assert all("bob" not in r["subjects"] and r["subjects"] != "[]" for r in rows)
+
+
+async def test_platform_users_need_consent_and_look_missing_without_it(pclient: Any) -> None:
+    from tests.conftest import admin_headers
+
+    client = pclient
+    body = {"service": "whatsapp", "id": "4915100000001", "name": "W", "consent": ["acme"]}
+    response = await client.post("/sandbox/v1/users", json=body, headers=admin_headers())
+    assert response.status == 201
+    wa = (await response.json())["uri"]
+    claimed = await (await claim(client, "acme", wa)).json()
+    assert claimed["user"] == wa and claimed["one_time_key"] is not None
+    assert verify_key_signature(
+        claimed["signing_key"],
+        claimed["one_time_key"]["key"],
+        claimed["one_time_key"]["signature"],
+    )
+    bodies = []
+    for uri in (wa, "mimi://whatsapp/u/4915100000002"):
+        body = await problem(await claim(client, "other", uri), 404, "/problems/unknown-recipient")
+        bodies.append({k: v for k, v in body.items() if k not in ("request_id", "instance")})
+    assert bodies[0] == bodies[1]

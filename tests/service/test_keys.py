@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gateway.crypto import OlmParty
+from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
 from gateway.service.keys import KeyDirectory
 from gateway.store import Store, Tx, open_store
 
@@ -92,17 +93,17 @@ async def test_platform_users_come_from_the_connector_after_consent(store: Store
     wa_bundle = wa.key_bundle(1)
     ((kid, otk),) = wa_bundle.one_time_keys.items()
 
-    async def claim_key_bundle(uri: str) -> dict[str, Any] | None:
+    async def claim_key_bundle(uri: str) -> ClaimedBundle | None:
         asked.append(uri)
         if uri != "mimi://whatsapp/u/491":
             return None
-        return {
-            "user": uri,
-            "identity_key": wa.identity_key,
-            "signing_key": wa.signing_key,
-            "one_time_key": {"key_id": kid, "key": otk.key, "signature": otk.signature},
-            "fallback_key": None,
-        }
+        return ClaimedBundle(
+            user=uri,
+            identity_key=wa.identity_key,
+            signing_key=wa.signing_key,
+            one_time_key=SignedOneTimeKey(key_id=kid, key=otk.key, signature=otk.signature),
+            fallback_key=None,
+        )
 
     async def allows(uri: str, client_id: str) -> bool:
         return client_id == "acme"
