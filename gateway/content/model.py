@@ -19,25 +19,25 @@ MESSAGE_ID_SIZE = 32  # MessageId: bstr .size 32
 class _SaltPool:
     """OS randomness drawn in blocks: one system call per 256 salts instead of per message.
 
-    The bytes are the OS CSPRNG's as they come; the pool is dropped in a forked child so that
-    two processes never hand out the same salt.
+    The bytes are the OS CSPRNG's as they come. `list.pop` is atomic, so threads never share a
+    salt; the pool is dropped in a forked child so that two processes never do either.
     """
 
-    BLOCK = SALT_SIZE * 256
+    COUNT = 256
 
     def __init__(self) -> None:
-        self.reset()
+        self.salts: list[bytes] = []
 
     def reset(self) -> None:
-        self.pool = b""
-        self.offset = 0
+        self.salts = []
 
     def take(self) -> bytes:
-        if self.offset >= len(self.pool):
-            self.pool, self.offset = os.urandom(self.BLOCK), 0
-        start = self.offset
-        self.offset = start + SALT_SIZE
-        return self.pool[start : start + SALT_SIZE]
+        try:
+            return self.salts.pop()
+        except IndexError:
+            block = os.urandom(SALT_SIZE * self.COUNT)
+            self.salts = [block[i : i + SALT_SIZE] for i in range(0, len(block), SALT_SIZE)]
+            return self.salts.pop()
 
 
 _SALTS = _SaltPool()

@@ -188,7 +188,7 @@ def diff(full: dict[str, Any], implied: dict[str, Any]) -> dict[str, Any]:
 
 _MISSING = object()
 _NO_EXTENSIONS = Extensions()
-_MESSAGE_IMPLIED = {"topicId": "", "expires": None, "extensions": {}}
+_MESSAGE_IMPLIED: dict[str, Any] = {"topicId": "", "expires": None, "extensions": {}}
 
 
 def message_side(content: MimiContent, *, carry_replaces: bool = False) -> dict[str, Any]:

@@ -98,14 +98,15 @@ class MetaContent:
             if intent.action == "react":
                 payload["reaction"] = c.reaction_emoji(intent.part, "nestedPart")
                 implied = c.reaction_part(payload["reaction"])
-            obj = {"sender_action": intent.action, "payload": payload}
+            obj: dict[str, Any] = {"sender_action": intent.action, "payload": payload}
             side = c.message_side(content, carry_replaces=True)
             return [c.with_side(obj, side, c.part_side(intent.part, implied))]
         if intent.action == "delete":
             assert intent.target is not None
             if not self.can_unsend:
                 raise TranslationError("replaces", f"{service} has no unsend")
-            obj = {"mid": native_ref(refs, service, intent.target, "replaces"), "is_deleted": True}
+            mid = native_ref(refs, service, intent.target, "replaces")
+            obj = {"mid": mid, "is_deleted": True}
             if intent.reply_to is not None:
                 obj["reply_to"] = {"mid": native_ref(refs, service, intent.reply_to, "inReplyTo")}
             return [c.with_side(obj, c.message_side(content), c.part_side(intent.part, c.DELETED))]
@@ -132,8 +133,8 @@ class MetaContent:
                 "mid": native_ref(refs, service, intent.reply_to, "inReplyTo")
             }
         if side:
-            for obj in natives:
-                obj[c.SIDE] = side | obj.get(c.SIDE, {})
+            for native in natives:
+                native[c.SIDE] = side | native.get(c.SIDE, {})
         return natives
 
     # -- from native ----------------------------------------------------------------------

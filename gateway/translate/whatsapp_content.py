@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -274,8 +274,8 @@ def native_to_content(
         )
     extra: UnknownExtension | None = None
     if kind == "text":
-        body = c.get_str(c.get_obj(obj, "text", path), "body", f"{path}.text")
-        implied: NestedPart = c.text_part(body)
+        text = c.get_str(c.get_obj(obj, "text", path), "body", f"{path}.text")
+        implied: NestedPart = c.text_part(text)
     elif kind in MEDIA_KINDS:
         implied = _media_part(kind, c.get_obj(obj, kind, path), f"{path}.{kind}")
     elif kind == "location":
@@ -284,7 +284,8 @@ def native_to_content(
         if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (lat, lon)):
             raise TranslationError(f"{path}.location", "latitude and longitude must be numbers")
         props = {k: c.get_str(loc, k, f"{path}.location") for k in _LOC_PROPS if k in loc}
-        implied = SinglePart(content_type=c.GEO_JSON, content=_geo(lat, lon, props))
+        point = _geo(cast(float, lat), cast(float, lon), props)
+        implied = SinglePart(content_type=c.GEO_JSON, content=point)
     elif kind == "contacts":
         contacts = c.get_list(obj, "contacts", path)
         try:
