@@ -52,7 +52,8 @@ class ClaimedBundle(msgspec.Struct, frozen=True, kw_only=True):
 class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
     """One item for a platform user; `payload` by kind (see `gateway.service.relay`).
 
-    message: `{"encrypted": {protocol, type, body, sender_key}}` or `{"native": <send object>}`;
+    message: `{"encrypted": {protocol, type, body, sender_key}}` or `{"native": [send objects]}`
+    (plaintext content the gateway translated; one MIMI message may need several);
     receipt: `{"message_id", "status"}`; typing: `{"state"}`.
     """
 

@@ -1,136 +1,85 @@
-"""The native formats as the platforms see them: send objects in, webhook envelopes out.
+"""The native formats as the platforms see them, through the translators (gateway.translate).
 
-One seam between the relay/sandbox and the translators (gateway/translate): the relay turns
-plaintext MIMI content into a service's send object; the sandbox wraps a send object its user
-received into the webhook envelope that user's client would get (DESIGN §4.8).
+The relay turns plaintext MIMI content into a service's send objects; the sandbox turns the
+send object a user received (decrypted) into the webhook envelope that user's client gets,
+and a receipt into the status webhook; the http platform reads native webhooks.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway.content import MimiContent, SinglePart
-from gateway.translate.limits import LIMITS
+from gateway.content import MimiContent
+from gateway.translate import (
+    TRANSLATORS,
+    Envelope,
+    MemoryMessageRefs,
+    NeutralEvent,
+    TranslationError,
+    receipt_event,
+)
 
-_TEXT_TYPES = ("text/plain", "text/markdown")
-
-
-class NativeError(ValueError):
-    """Content cannot be expressed natively; `field` names the MIMI field at fault."""
-
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field = field
-        self.reason = reason
-
-
-def content_to_send(service: str, content: MimiContent) -> dict[str, Any]:
-    """The service's send object (without addressing) for MIMI content, within its limits."""
-    part = content.nested_part
-    if not isinstance(part, SinglePart) or part.content_type.split(";")[0] not in _TEXT_TYPES:
-        raise NativeError("nestedPart", f"{service} cannot express this part here")
-    try:
-        text = part.content.decode()
-    except UnicodeDecodeError:
-        raise NativeError("nestedPart.content", "not valid UTF-8") from None
-    limits = LIMITS[service]
-    size = len(text.encode()) if limits.text_unit == "utf8_bytes" else len(text)
-    if size > limits.text_max:
-        raise NativeError(
-            "nestedPart.content", f"{service} accepts at most {limits.text_max} {limits.text_unit}"
-        )
-    if service == "whatsapp":
-        return {"type": "text", "text": {"body": text}}
-    return {"text": text}
+__all__ = [
+    "TranslationError",
+    "content_to_send",
+    "receipt_webhook",
+    "send_object_to_content",
+    "send_object_webhook",
+]
 
 
-def webhook_envelope(
+def content_to_send(service: str, content: MimiContent) -> list[dict[str, Any]]:
+    """The service's send objects (without addressing) for MIMI content, within its limits."""
+    return TRANSLATORS[service].content_to_native(content)
+
+
+def send_object_to_content(service: str, obj: Any) -> MimiContent:
+    """Read one native send object back as MIMI content."""
+    return TRANSLATORS[service].native_to_content(obj)
+
+
+def send_object_webhook(
     service: str,
-    message: dict[str, Any],
+    obj: Any,
     *,
-    sender_id: str,
-    recipient_id: str,
+    sender: str,
+    recipient: str,
     message_id: str,
-    timestamp_ms: int,
+    sent_at: int,
     sender_name: str | None = None,
+    key: bytes = b"",
 ) -> dict[str, Any]:
-    """The webhook envelope a platform user's client receives for a send object."""
-    if service == "whatsapp":
-        contact: dict[str, Any] = {"wa_id": sender_id, "user_id": sender_id}
-        if sender_name:
-            contact["profile"] = {"name": sender_name}
-        inner = {"from": sender_id, "id": message_id, "timestamp": str(timestamp_ms // 1000)}
-        value = {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": recipient_id, "phone_number_id": recipient_id},
-            "contacts": [contact],
-            "messages": [inner | message],
-        }
-        return _whatsapp(recipient_id, value)
-    return _messaging(
-        service,
-        recipient_id,
-        timestamp_ms,
-        {
-            "sender": {"id": sender_id},
-            "recipient": {"id": recipient_id},
-            "timestamp": timestamp_ms,
-            "message": {"mid": message_id} | message,
-        },
+    """The webhook envelope a platform user's client receives for one send object.
+
+    The object's references (reply context, reaction target) are native ids of this
+    conversation; one refs table for both steps carries them through unchanged.
+    """
+    refs = MemoryMessageRefs()
+    translator = TRANSLATORS[service]
+    event = NeutralEvent(
+        envelope=Envelope(id=message_id, sender=sender, recipient=recipient, sent_at=sent_at),
+        content=translator.native_to_content(obj, refs=refs),
+        sender_name=sender_name,
     )
+    return translator.webhook_from_neutral(event, refs=refs, key=key)
 
 
-def status_envelope(
+def receipt_webhook(
     service: str,
     *,
     message_id: str,
     status: str,
-    sender_id: str,
-    recipient_id: str,
-    timestamp_ms: int,
+    sender: str,
+    recipient: str,
+    sent_at: int,
+    key: bytes = b"",
 ) -> dict[str, Any]:
-    """The webhook envelope of a delivery/read status of a message the user sent."""
-    if service == "whatsapp":
-        value = {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": recipient_id, "phone_number_id": recipient_id},
-            "statuses": [
-                {
-                    "id": message_id,
-                    "status": status,
-                    "timestamp": str(timestamp_ms // 1000),
-                    "recipient_id": sender_id,
-                }
-            ],
-        }
-        return _whatsapp(recipient_id, value)
-    field = "read" if status == "read" else "delivery"
-    body = {"watermark": timestamp_ms, "mids": [message_id]}
-    return _messaging(
-        service,
-        recipient_id,
-        timestamp_ms,
-        {
-            "sender": {"id": sender_id},
-            "recipient": {"id": recipient_id},
-            "timestamp": timestamp_ms,
-            field: body,
-        },
+    """The status webhook of a message the platform user sent (`sender` read/received it)."""
+    event = receipt_event(
+        message_id,
+        status,
+        sender=sender,
+        recipient=recipient,
+        sent_at=sent_at,  # type: ignore[arg-type]
     )
-
-
-def _whatsapp(account_id: str, value: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": account_id, "changes": [{"field": "messages", "value": value}]}],
-    }
-
-
-def _messaging(
-    service: str, page_id: str, timestamp_ms: int, messaging: dict[str, Any]
-) -> dict[str, Any]:
-    obj = "page" if service == "messenger" else "instagram"
-    return {
-        "object": obj,
-        "entry": [{"id": page_id, "time": timestamp_ms, "messaging": [messaging]}],
-    }
+    return TRANSLATORS[service].webhook_from_neutral(event, key=key)

@@ -10,7 +10,6 @@ An outage switch per service lets integrators watch the gateway retry.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 import uuid
 from typing import Any, Literal
@@ -34,10 +33,10 @@ from gateway.platforms.base import (
     service_of,
 )
 from gateway.platforms.native import (
-    NativeError,
+    TranslationError,
     content_to_send,
-    status_envelope,
-    webhook_envelope,
+    receipt_webhook,
+    send_object_webhook,
 )
 from gateway.platforms.sandbox_state import REPLENISH_BELOW, SandboxState, SandboxUser
 
@@ -46,12 +45,6 @@ log = structlog.get_logger(__name__)
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def native_sender_id(service: str, uri: str) -> str:
-    """The stable native id a third-party user appears under on `service` (digits)."""
-    digest = hashlib.sha256(f"{service}\0{uri}".encode()).digest()
-    return f"999{int.from_bytes(digest[:8], 'big') % 10**12:012d}"
 
 
 class SandboxPlatform:
@@ -129,25 +122,27 @@ class SandboxPlatform:
         user = await self.state.user(item.recipient)
         if user is None:
             raise PermanentDelivery("unknown_recipient")
-        sender_id = native_sender_id(user.service, item.sender)
         if item.kind == "typing":
             return  # shown live on a device, never stored
         if item.kind == "receipt":
-            envelope = status_envelope(
-                user.service, message_id=item.payload["message_id"],
-                status=item.payload["status"], sender_id=sender_id,
-                recipient_id=user.native_id, timestamp_ms=item.sent_at,
-            )  # fmt: skip
+            try:
+                envelope = receipt_webhook(
+                    user.service, message_id=item.payload["message_id"],
+                    status=item.payload["status"], sender=item.sender, recipient=user.uri,
+                    sent_at=item.sent_at, key=self.state.key,
+                )  # fmt: skip
+            except TranslationError:
+                return  # the service has no native form for it (Instagram: no delivered)
             await self.state.store.write(
                 "sandbox_receive",
                 lambda tx: self.state.deliver_in(tx, user.uri, item.id, envelope),
             )
             return
         async with self._lock(user.uri):
-            await self._receive_message(user, sender_id, item)
+            await self._receive_message(user, item)
         self._acknowledge(user, item)
 
-    async def _receive_message(self, user: SandboxUser, sender_id: str, item: Outgoing) -> None:
+    async def _receive_message(self, user: SandboxUser, item: Outgoing) -> None:
         if await self.state.has_received(user.uri, item.id):
             return  # a redelivery: the Olm message was consumed the first time
         party = await self.state.party(user.uri)
@@ -160,18 +155,26 @@ class SandboxPlatform:
                 message = msgspec.json.decode(plaintext)
             except (DecryptionFailed, msgspec.DecodeError):
                 raise PermanentDelivery("undecryptable") from None
-            if not isinstance(message, dict):
-                raise PermanentDelivery("not_a_native_message")
+            objects = [message]
         else:
-            message = item.payload["native"]
-        envelope = webhook_envelope(
-            user.service, message, sender_id=sender_id, recipient_id=user.native_id,
-            message_id=item.id, timestamp_ms=item.sent_at,
-        )  # fmt: skip
+            objects = item.payload["native"]
+        try:
+            envelopes = [
+                send_object_webhook(
+                    user.service, obj, sender=item.sender, recipient=user.uri,
+                    message_id=item.id if i == 0 else f"{item.id}.{i}", sent_at=item.sent_at,
+                    key=self.state.key,
+                )
+                for i, obj in enumerate(objects)
+            ]  # fmt: skip
+        except TranslationError:
+            raise PermanentDelivery("not_a_native_message") from None
 
         async def unit(tx: Any) -> None:
             await self.state.save_party_in(tx, user.uri, party)
-            await self.state.deliver_in(tx, user.uri, item.id, envelope)
+            for i, envelope in enumerate(envelopes):
+                inbox_id = item.id if i == 0 else f"{item.id}.{i}"
+                await self.state.deliver_in(tx, user.uri, inbox_id, envelope)
 
         await self.state.store.write("sandbox_receive", unit)
 
@@ -203,9 +206,15 @@ class SandboxPlatform:
         if service_of(recipient) in SERVICES:
             raise ValidationFailed("The recipient must be a third-party user.", field="$.to")
         try:
-            message = content_to_send(user.service, content_from_json(content))
-        except (ContentError, NativeError) as exc:
+            objects = content_to_send(user.service, content_from_json(content))
+        except (ContentError, TranslationError) as exc:
             raise ContentRejected(exc.reason, field=f"$.content.{exc.field}") from None
+        if len(objects) != 1:
+            raise ContentRejected(
+                f"This content takes {len(objects)} {user.service} messages; send one part.",
+                field="$.content.nestedPart",
+            )
+        message = objects[0]
         bundle = await self.third_party_keys(recipient)
         if bundle is None:
             raise UnknownRecipient("No such third-party user has published keys.", field="$.to")

@@ -35,7 +35,7 @@ from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import MessageEvent, ReceiptEvent, TypingEvent
 from gateway.service.events import EventQueue
-from gateway.service.relay_content import native_send_object
+from gateway.service.relay_content import native_send_objects
 from gateway.service.relay_types import (
     LookupHit,
     LookupIn,
@@ -142,7 +142,7 @@ class Relay:
                     f"{service} requires end-to-end encryption: send `encrypted`.",
                     field="$.encrypted",
                 )
-            return {"native": native_send_object(service, msg.content, msg.content_cbor)}
+            return {"native": native_send_objects(service, msg.content, msg.content_cbor)}
         try:
             size = len(base64.b64decode(msg.encrypted.body, validate=True))
         except (binascii.Error, ValueError):

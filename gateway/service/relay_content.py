@@ -6,12 +6,12 @@ from typing import Any
 
 from gateway.content import ContentError, content_from_message
 from gateway.errors import ContentRejected
-from gateway.platforms.native import NativeError, content_to_send
+from gateway.platforms.native import TranslationError, content_to_send
 
 
-def native_send_object(
+def native_send_objects(
     service: str, content: dict[str, Any] | None, content_cbor: str | None
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """Decode MIMI content (JSON or CBOR) and translate it; a 422 names the field at fault."""
     given: dict[str, Any] = (
         {"content": content} if content_cbor is None else {"content_cbor": content_cbor}
@@ -23,11 +23,8 @@ def native_send_object(
         raise ContentRejected(exc.reason, field=_field(root, exc.field)) from None
     try:
         return content_to_send(service, mimi)
-    except (NativeError, ValueError) as exc:
-        field = getattr(exc, "field", "")
-        raise ContentRejected(
-            getattr(exc, "reason", str(exc)), field=_field(root, field)
-        ) from None
+    except TranslationError as exc:
+        raise ContentRejected(exc.reason, field=_field(root, exc.field)) from None
 
 
 def _field(root: str, field: str) -> str:

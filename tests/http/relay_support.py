@@ -57,6 +57,7 @@ class ThirdPartyUser:
         self.uri = f"mimi://{client_id}/u/{local}"
         self.local = local
         self.party = OlmParty()
+        self.identity_of: dict[str, str] = {}
 
     @property
     def headers(self) -> dict[str, str]:
@@ -70,14 +71,17 @@ class ThirdPartyUser:
         assert response.status == 200, await response.text()
 
     async def encrypt_for(self, peer: str, native: dict[str, Any]) -> dict[str, Any]:
-        """Claim the platform user's keys (key directory) and encrypt a native send object."""
+        """Encrypt a native send object, claiming the peer's keys (key directory) once."""
+        plaintext = msgspec.json.encode(native)
+        identity = self.identity_of.get(peer)
+        if identity is not None and self.party.has_session(identity):
+            return self.party.encrypt(identity, plaintext).to_wire()
         response = await self.client.get("/v1/keys", params={"user": peer}, headers=self.headers)
         assert response.status == 200, await response.text()
         bundle = await response.json()
         otk = bundle["one_time_key"] or bundle["fallback_key"]
-        ciphertext = self.party.encrypt(
-            bundle["identity_key"], msgspec.json.encode(native), one_time_key=otk["key"]
-        )
+        self.identity_of[peer] = bundle["identity_key"]
+        ciphertext = self.party.encrypt(bundle["identity_key"], plaintext, one_time_key=otk["key"])
         return ciphertext.to_wire()
 
     def message(self, to: str, *, id: str | None = None, **payload: Any) -> dict[str, Any]:

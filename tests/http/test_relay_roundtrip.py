@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,9 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Config
+from gateway.content import content_from_json
 from gateway.http.keys import STORE
+from gateway.translate import TRANSLATORS, MemoryMessageRefs, derived_message_id
 from tests.conftest import admin_headers, make_config
 from tests.http import providers
 from tests.http.relay_support import (
@@ -168,3 +171,82 @@ async def test_delivered_payloads_are_dropped_and_never_stored_in_clear(
     assert row["payload"] is None  # only the envelope stays (Art. 7(8))
     for path in (tmp_path / "data").glob("gateway.db*"):
         assert MARKER.encode() not in path.read_bytes()
+
+
+def _b64u(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _single(content_type: str, data: bytes, **part: Any) -> dict[str, Any]:
+    nested = {"cardinality": "single", "contentType": content_type, "content": _b64u(data)}
+    return {"nestedPart": nested | part}
+
+
+TARGET = derived_message_id("any", "target")  # the MIMI id the test gives the first message
+SAMPLES: dict[str, dict[str, Any]] = {
+    "text": _single("text/plain;charset=utf-8", b"hello"),
+    "markdown": _single("text/markdown;variant=GFM-MIMI", b"*hello*"),
+    "image": {
+        "nestedPart": {
+            "cardinality": "external",
+            "contentType": "image/jpeg",
+            "url": "https://gateway.example/v1/media/m1",
+            "size": 1000,
+            "encAlg": 1,
+            "key": _b64u(bytes(32)),
+            "nonce": _b64u(bytes(12)),
+            "hashAlg": 1,
+            "contentHash": _b64u(bytes(32)),
+            "description": "a cat",
+            "filename": "cat.jpg",
+        }
+    },
+    "reply": _single("text/plain;charset=utf-8", b"re: hello") | {"inReplyTo": _b64u(TARGET)},
+    "reaction": _single("text/plain;charset=utf-8", "👍".encode(), disposition="reaction")
+    | {"inReplyTo": _b64u(TARGET)},
+    "location": _single(
+        "application/geo+json",
+        b'{"type":"Feature","geometry":{"type":"Point","coordinates":[13.4,52.5]},'
+        b'"properties":{"name":"Berlin"}}',
+    ),
+}
+CASES = [
+    (service, kind)
+    for service in ("whatsapp", "messenger", "instagram")
+    for kind in SAMPLES
+    if kind != "location" or service == "whatsapp"
+]
+
+
+async def test_each_content_type_reaches_the_sandbox_user_decrypted(rclient: Any) -> None:
+    """Per service and content type: translate (as the SDK does), encrypt, send, read back."""
+    client = rclient
+    for n, service in enumerate(("whatsapp", "messenger", "instagram")):
+        peer = await sandbox_user(client, service, f"1000{n}")
+        alice = ThirdPartyUser(client, "acme", f"alice{n}")
+        await alice.publish_keys()
+        translator = TRANSLATORS[service]
+        refs = MemoryMessageRefs()
+        kinds = [kind for s, kind in CASES if s == service]
+        for i, kind in enumerate(kinds):
+            content = content_from_json(SAMPLES[kind])
+            (native,) = translator.content_to_native(content, refs=refs)
+            response = await alice.send(
+                alice.message(peer, encrypted=await alice.encrypt_for(peer, native))
+            )
+            assert response.status == 202, (service, kind, await response.text())
+            items = await eventually(lambda i=i, peer=peer: _at_least(client, peer, i + 1))
+            payload = items[i]["payload"]
+            (event,) = translator.webhook_to_neutral(payload, refs=refs)
+            assert event.envelope.recipient == peer
+            assert event.content is not None
+            got = msgspec.structs.replace(event.content, salt=content.salt)
+            assert got == content, (service, kind)
+            if i == 0:  # later messages reply and react to this one, by its native id
+                native_id = event.envelope.id
+                refs.remember(service, native_id, TARGET)
+
+
+async def _at_least(client: Any, uri: str, n: int) -> list[dict[str, Any]] | None:
+    items = await inbox(client, uri)
+    return items if len(items) >= n else None
