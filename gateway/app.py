@@ -10,24 +10,41 @@ from aiohttp import web
 
 from gateway import secretfiles
 from gateway.config import Config
-from gateway.http import audit, events, key_directory, media, messages, ops, sandbox
+from gateway.http import (
+    audit,
+    events,
+    key_directory,
+    media,
+    messages,
+    oauth,
+    onboarding,
+    ops,
+    sandbox,
+)
+from gateway.http.auth import auth_middleware
 from gateway.http.keys import (
+    ACCESS_TOKENS,
     ADMIN_TOKEN,
     AUDIT_LOG,
     AUDIT_SIGNER,
+    AUTHENTICATOR,
     CONFIG,
     CONSENT,
     DELIVERY,
     EVENTS,
     GAUGES,
+    INTEROP_REQUESTS,
     KEY_DIRECTORY,
     MEDIA,
     OFFER,
     PLATFORM,
+    PROVIDERS,
+    RATE_LIMITER,
     RELAY,
     SANDBOX,
     STORE,
     THIRD_PARTY_KEYS,
+    TOKEN_ENDPOINT,
 )
 from gateway.http.middlewares import (
     observe_middleware,
@@ -36,15 +53,21 @@ from gateway.http.middlewares import (
 )
 from gateway.platforms.sandbox import SandboxPlatform
 from gateway.platforms.sandbox_state import SandboxState, load_sandbox_key
+from gateway.service.access_tokens import AccessTokens
+from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
+from gateway.service.interop_requests import InteropRequests
 from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
 from gateway.service.periodic import Periodic
+from gateway.service.providers import ProviderRegistry
+from gateway.service.ratelimit import MemoryRateLimiter
 from gateway.service.relay import Relay
+from gateway.service.token_endpoint import TokenEndpoint
 from gateway.store import open_store
 from gateway.store.blobs import FileBlobStore
 
@@ -115,6 +138,34 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     await sweeper.stop()
 
 
+async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    store = app[STORE]
+    providers = ProviderRegistry(store, state_ttl_s=config.auth.provider_state_ttl_s)
+    tokens = await asyncio.to_thread(
+        AccessTokens.open,
+        config.data_path,
+        issuer=config.base_url,
+        ttl_s=config.auth.access_token_ttl_s,
+    )
+    app[PROVIDERS] = providers
+    app[ACCESS_TOKENS] = tokens
+    app[INTEROP_REQUESTS] = InteropRequests(store, config)
+    app[TOKEN_ENDPOINT] = TokenEndpoint(
+        store,
+        providers,
+        tokens,
+        audience=f"{config.base_url}/v1/oauth/token",
+        max_lifetime_s=config.auth.assertion_max_lifetime_s,
+        leeway_s=config.auth.clock_leeway_s,
+    )
+    app[AUTHENTICATOR] = ProviderAuthenticator(
+        tokens, providers, cache_max=config.auth.token_cache_max
+    )
+    app[RATE_LIMITER] = MemoryRateLimiter()
+    yield
+
+
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     """Events, consent, the platform connector, the relay and its delivery workers."""
     config, store = app[CONFIG], app[STORE]
@@ -157,6 +208,7 @@ def create_app(config: Config) -> web.Application:
             observe_middleware,
             audit.audit_middleware,
             problem_middleware,
+            auth_middleware,
         ],
         client_max_size=config.server.max_body_bytes,
     )
@@ -165,11 +217,14 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(secrets_ctx)
     app.cleanup_ctx.append(audit.audit_ctx)
     app.cleanup_ctx.append(offer_ctx)
+    app.cleanup_ctx.append(onboarding_ctx)
     app.cleanup_ctx.append(gauges_ctx)
     app.cleanup_ctx.append(keys_ctx)
     app.cleanup_ctx.append(media_ctx)
     app.cleanup_ctx.append(relay_ctx)
     app.add_routes(ops.routes)
+    app.add_routes(onboarding.routes)
+    app.add_routes(oauth.routes)
     app.add_routes(audit.routes)
     app.add_routes(key_directory.routes)
     app.add_routes(media.routes)

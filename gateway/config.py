@@ -14,6 +14,7 @@ from msgspec import Meta, Struct
 Port = Annotated[int, Meta(ge=0, le=65535)]
 Positive = Annotated[int, Meta(gt=0)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
+NonNegative = Annotated[int, Meta(ge=0)]
 
 
 class ConfigError(Exception):
@@ -127,6 +128,41 @@ class ServiceConfig(_Section):
     functionalities: dict[str, FunctionalityConfig] = {}
 
 
+class AuthConfig(_Section):
+    # Access tokens (JWT, EdDSA) live this long; a rotated signing key stays published as long.
+    access_token_ttl_s: Positive = 600
+    # RFC 7523 client assertions may expire at most this far ahead.
+    assertion_max_lifetime_s: Positive = 300
+    # Tolerated clock skew for exp/iat/nbf of client assertions.
+    clock_leeway_s: NonNegative = 60
+    # How long a replica trusts its cached provider state (active/suspended); a suspension on
+    # this replica takes effect at once, on another one within this bound.
+    provider_state_ttl_s: PositiveFloat = 1.0
+    # Verified access tokens kept in memory so the hot path skips the signature check.
+    token_cache_max: Positive = 10000
+
+
+class BucketConfig(_Section):
+    """A token bucket: `burst` requests at once, refilled at `rate_per_s` (both required)."""
+
+    rate_per_s: PositiveFloat
+    burst: Positive
+
+
+class LimitsConfig(_Section):
+    enabled: bool = True
+    # Per provider, by route class (the scope a route requires; `default` for the others).
+    messages: BucketConfig = BucketConfig(rate_per_s=50.0, burst=200)
+    events: BucketConfig = BucketConfig(rate_per_s=20.0, burst=60)
+    keys: BucketConfig = BucketConfig(rate_per_s=20.0, burst=100)
+    lookup: BucketConfig = BucketConfig(rate_per_s=5.0, burst=30)
+    media: BucketConfig = BucketConfig(rate_per_s=5.0, burst=20)
+    default: BucketConfig = BucketConfig(rate_per_s=10.0, burst=50)
+    # Per client IP, on the anonymous endpoints.
+    intake: BucketConfig = BucketConfig(rate_per_s=0.05, burst=5)
+    token: BucketConfig = BucketConfig(rate_per_s=1.0, burst=20)
+
+
 def _default_services() -> dict[str, ServiceConfig]:
     basic = {
         "text": FunctionalityConfig(),
@@ -165,6 +201,8 @@ class Config(_Section):
     media: MediaConfig = MediaConfig()
     relay: RelayConfig = RelayConfig()
     http_platform: HttpPlatformConfig = HttpPlatformConfig()
+    auth: AuthConfig = AuthConfig()
+    limits: LimitsConfig = LimitsConfig()
     services: dict[str, ServiceConfig] = msgspec.field(default_factory=_default_services)
 
     @property

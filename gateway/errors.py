@@ -43,8 +43,34 @@ class Unauthorized(GatewayError):
     status, type, title = 401, "/problems/unauthorized", "Unauthorized"
 
 
+class InvalidToken(Unauthorized):
+    """A Bearer access token that is malformed, expired, revoked or not ours (RFC 6750 §3.1)."""
+
+    type, title = "/problems/invalid-token", "Invalid access token"
+
+    def __init__(self, detail: str = "", **kw: Any) -> None:
+        challenge = 'Bearer realm="dma-gateway", error="invalid_token"'
+        super().__init__(detail, headers={"WWW-Authenticate": challenge}, **kw)
+
+
 class Forbidden(GatewayError):
     status, type, title = 403, "/problems/forbidden", "Forbidden"
+
+
+class InsufficientScope(Forbidden):
+    """The access token lacks the scope this route requires (RFC 6750 §3.1)."""
+
+    type, title = "/problems/insufficient-scope", "Insufficient scope"
+
+    def __init__(self, detail: str = "", *, scope: str, **kw: Any) -> None:
+        challenge = f'Bearer realm="dma-gateway", error="insufficient_scope", scope="{scope}"'
+        super().__init__(
+            detail, headers={"WWW-Authenticate": challenge}, required_scope=scope, **kw
+        )
+
+
+class ProviderSuspended(Forbidden):
+    type, title = "/problems/provider-suspended", "Provider suspended"
 
 
 class NotFound(GatewayError):
@@ -122,3 +148,17 @@ class Overloaded(GatewayError):
 
 class Unavailable(GatewayError):
     status, type, title = 503, "/problems/unavailable", "Service unavailable"
+
+
+class OAuthError(GatewayError):
+    """An RFC 6749 §5.2 error of the token endpoint, rendered as {error, error_description}."""
+
+    status, type, title = 400, "/problems/oauth", "OAuth error"
+
+    def __init__(self, error: str, description: str, *, status: int = 400) -> None:
+        headers = {}
+        if status == 401:
+            headers["WWW-Authenticate"] = f'Bearer realm="dma-gateway", error="{error}"'
+        super().__init__(description, headers=headers)
+        self.error = error
+        self.oauth_status = status

@@ -8,14 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 
-def load_or_create(path: Path, make: Callable[[], bytes]) -> tuple[bytes, bool]:
-    """Return the file's bytes, creating it atomically (0600) from `make()` when missing."""
-    try:
-        return path.read_bytes(), False
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = make()
+def _write_temp(path: Path, data: bytes) -> Path:
+    """`data` durably in a new owner-only (0600) file beside `path`; returns its name."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -23,6 +17,22 @@ def load_or_create(path: Path, make: Callable[[], bytes]) -> tuple[bytes, bool]:
         os.fsync(fd)
     finally:
         os.close(fd)
+    return tmp
+
+
+def replace_private(path: Path, data: bytes) -> None:
+    """Replace `path` atomically with `data`, readable by the owner only (0600)."""
+    os.replace(_write_temp(path, data), path)
+
+
+def load_or_create(path: Path, make: Callable[[], bytes]) -> tuple[bytes, bool]:
+    """Return the file's bytes, creating it atomically (0600) from `make()` when missing."""
+    try:
+        return path.read_bytes(), False
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _write_temp(path, make())
     try:
         # link() fails if another process created it first; then theirs wins.
         os.link(tmp, path)

@@ -157,3 +157,11 @@ async def backend_client(
 ) -> TestClient[Any, Any]:
     """`client`, once per storage backend."""
     return await aiohttp_client(create_app(backend_config))
+
+
+@pytest.fixture
+async def onboarded(client: TestClient[Any, Any]) -> Any:
+    """A provider approved through the API, with a working access token (all scopes)."""
+    from tests.onboarding_helpers import onboard
+
+    return await onboard(client)

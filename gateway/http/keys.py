@@ -7,16 +7,22 @@ from aiohttp import web
 from gateway.config import Config
 from gateway.platforms.base import Platform, ThirdPartyKeys
 from gateway.platforms.sandbox import SandboxPlatform
+from gateway.service.access_tokens import AccessTokens
 from gateway.service.audit.checkpoints import Signer
 from gateway.service.audit.log import AuditContext, AuditLog
+from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher
+from gateway.service.interop_requests import InteropRequests
 from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.principal import Principal
+from gateway.service.providers import ProviderRegistry
+from gateway.service.ratelimit import RateLimiter
 from gateway.service.relay import Relay
+from gateway.service.token_endpoint import TokenEndpoint
 from gateway.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -29,6 +35,13 @@ GAUGES = web.AppKey("gauges", GaugeRefresher)
 # Third-party users' Olm keys; platform users' through their connector.
 KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 MEDIA = web.AppKey("media", MediaService)
+# Onboarding and provider authentication (set by gateway.app.onboarding_ctx).
+INTEROP_REQUESTS = web.AppKey("interop_requests", InteropRequests)
+PROVIDERS = web.AppKey("providers", ProviderRegistry)
+ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokens)
+TOKEN_ENDPOINT = web.AppKey("token_endpoint", TokenEndpoint)
+AUTHENTICATOR = web.AppKey("authenticator", ProviderAuthenticator)
+RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 # The message relay and its parts (gateway.app.relay_ctx).
 EVENTS = web.AppKey("events", EventQueue)
