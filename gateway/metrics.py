@@ -135,8 +135,3 @@ WEBHOOK_PUSHES = Counter(
     "Event pushes to providers' webhooks by outcome (ok, retry)",
     ["outcome"],
 )
-AUTH_FAILURES = Counter(
-    "gateway_auth_failures_total",
-    "Provider requests refused by authentication, by reason",
-    ["reason"],
-)

@@ -2,11 +2,14 @@
 
 `await onboard(client)` returns an `OnboardedProvider` whose `access_token` works right away
 (`provider.headers()` gives the Authorization header); the other helpers build each step
-separately, for tests of what goes wrong at one of them.
+separately, for tests of what goes wrong at one of them. `register_provider(app, client_id)`
+is the shortcut for tests that need a provider of a chosen client_id: written straight to
+storage, with a real access token.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
-from gateway.http.keys import CONFIG
+from gateway.http.keys import ACCESS_TOKENS, CONFIG, STORE
+from gateway.service.scopes import SCOPES
+from gateway.store import Tx
 from tests.conftest import admin_headers
 
 KeyKind = Literal["ed25519", "p256"]
@@ -195,3 +200,42 @@ async def onboard(
         webhook_secret=status["webhook_secret"],
         jwk=jwk,
     )
+
+
+async def register_provider(
+    app: Any,
+    client_id: str,
+    scopes: tuple[str, ...] | list[str] = SCOPES,
+    *,
+    services: tuple[str, ...] = ALL_SERVICES,
+) -> str:
+    """An active provider named `client_id` (created in storage if missing) and a real access
+    token for it with `scopes`; no intake, no approval, no client assertion."""
+    now = int(time.time() * 1000)
+    request_id = f"test-request-{client_id}"
+
+    async def unit(tx: Tx) -> None:
+        await tx.execute(
+            "INSERT INTO interop_requests (id, organisation, contact_email, services, "
+            "functionalities, jwks, status, status_token_hash, received_at, deadline_at, "
+            "decided_at, client_id) VALUES ($1, $2, 'test@example.org', $3, '[]', "
+            "'{\"keys\": []}', 'approved', '-', $4, $4, $4, $2) ON CONFLICT DO NOTHING",
+            request_id,
+            client_id,
+            json.dumps(list(services)),
+            now,
+        )
+        await tx.execute(
+            "INSERT INTO providers (client_id, request_id, organisation, jwks, state, services, "
+            "functionalities, scopes, created_at, updated_at) VALUES ($1, $2, $1, "
+            "'{\"keys\": []}', 'active', $3, '[]', $4, $5, $5) ON CONFLICT DO NOTHING",
+            client_id,
+            request_id,
+            json.dumps(list(services)),
+            json.dumps(list(SCOPES)),
+            now,
+        )
+
+    await app[STORE].write("test_register_provider", unit)
+    token, _ = app[ACCESS_TOKENS].issue(client_id, list(scopes))
+    return token

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from gateway.crypto import KeyBundle
 from gateway.errors import Forbidden, Unauthorized, ValidationFailed
+from gateway.http.auth import requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.http.guards import principal
 from gateway.http.keys import AUDIT, AUDIT_LOG, KEY_DIRECTORY
@@ -66,6 +67,7 @@ def audit_in(request: web.Request, *, status: int = 200) -> KeyAudit:
 
 
 @routes.put("/v1/users/{user}/keys")
+@requires_scope("keys")
 async def publish_keys(request: web.Request) -> web.Response:
     """Publish (or replenish) a provider's user's Olm keys; every signature is checked."""
     who = require_provider(request, "keys")
@@ -79,6 +81,7 @@ async def publish_keys(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/keys")
+@requires_scope("keys")
 async def claim_keys(request: web.Request) -> web.Response:
     """A user's bundle with one claimed one-time key (or the fallback key when none are left)."""
     who = require_provider(request, "keys")

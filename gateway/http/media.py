@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from aiohttp import web
 
 from gateway.errors import UnsupportedMediaType
+from gateway.http.auth import requires_scope
 from gateway.http.body import json_response
 from gateway.http.key_directory import require_provider
 from gateway.http.keys import AUDIT, AUDIT_LOG, MEDIA
@@ -35,6 +36,7 @@ async def _chunks(request: web.Request) -> AsyncIterator[bytes]:
 
 
 @routes.post("/v1/media")
+@requires_scope("media")
 async def upload_media(request: web.Request) -> web.Response:
     """Store encrypted bytes for the conversation with `?to=`; the key never comes here."""
     who = require_provider(request, "media")
@@ -56,6 +58,7 @@ async def upload_media(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/media/{id}")
+@requires_scope("media")
 async def download_media(request: web.Request) -> web.StreamResponse:
     """The ciphertext, for the uploader's and the peer's provider only (404 for anyone else)."""
     who = require_provider(request, "media")

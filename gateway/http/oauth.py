@@ -45,13 +45,13 @@ async def token(request: web.Request) -> web.Response:
     try:
         answer = await request.app[TOKEN_ENDPOINT].exchange(await _form(request))
     except OAuthError as exc:
-        metrics.AUTH_FAILURES.labels(f"oauth_{exc.error}").inc()
+        metrics.TOKENS_REFUSED.labels(exc.error).inc()
         return json_response(
             {"error": exc.error, "error_description": exc.detail},
             status=exc.oauth_status,
             headers={**_NO_STORE, **exc.headers},
         )
-    metrics.AUTH_TOKENS_ISSUED.inc()
+    metrics.TOKENS_ISSUED.inc()
     return json_response(answer, headers=_NO_STORE)
 
 

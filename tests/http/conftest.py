@@ -15,5 +15,6 @@ from tests.http.providers import test_principal_middleware
 async def pclient(aiohttp_client: Any, config: Config) -> Any:
     """A test client whose requests may act as a provider (see provider_headers)."""
     app = create_app(config)
-    app.middlewares.append(test_principal_middleware)
+    # Outermost, so every middleware sees the request with its real access token.
+    app.middlewares.insert(0, test_principal_middleware)
     return await aiohttp_client(app)

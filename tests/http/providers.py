@@ -1,4 +1,9 @@
-"""Acting as an authenticated provider in HTTP tests."""
+"""Acting as an authenticated provider in HTTP tests.
+
+`provider_headers(client_id, scopes)` marks a request; `test_principal_middleware`, placed
+outermost, registers that provider in storage and swaps the mark for a real access token, so
+the request goes through the real authentication (tests.onboarding_helpers.register_provider).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from gateway.http.keys import PRINCIPAL
-from gateway.service.principal import Principal
+from tests.onboarding_helpers import register_provider
 
 ALL_SCOPES = ("messages", "events", "keys", "lookup", "media")
 _HEADER = "X-Test-Provider"
@@ -22,7 +26,9 @@ async def test_principal_middleware(request: web.Request, handler):  # type: ign
     value = request.headers.get(_HEADER)
     if value:
         client_id, _, scopes = value.partition(" ")
-        request[PRINCIPAL] = Principal(
-            kind="provider", client_id=client_id, scopes=frozenset(scopes.split(","))
-        )
+        token = await register_provider(request.app, client_id, scopes.split(","))
+        headers = request.headers.copy()
+        del headers[_HEADER]
+        headers["Authorization"] = f"Bearer {token}"
+        request = request.clone(headers=headers)
     return await handler(request)

@@ -199,7 +199,7 @@ async def test_authentication_and_scope_are_required(pclient: Any) -> None:
     await problem(response, 401, "/problems/unauthorized")
     headers = provider_headers("acme", scopes=("messages",))
     response = await client.put("/v1/users/bob/keys", json=body, headers=headers)
-    await problem(response, 403, "/problems/forbidden")
+    await problem(response, 403, "/problems/insufficient-scope")
 
 
 async def test_publish_claim_and_identity_change_are_audited_without_raw_ids(

@@ -131,7 +131,7 @@ async def test_upload_input_errors(pclient: Any) -> None:
         params={"to": peer},
         headers={**OCTETS, **provider_headers("acme", scopes=("keys",))},
     )
-    await problem(response, 403, "/problems/forbidden")
+    await problem(response, 403, "/problems/insufficient-scope")
 
 
 async def test_expired_media_is_gone_and_its_blob_removed(pclient: Any, config: Any) -> None:

@@ -100,7 +100,7 @@ async def test_report_html_is_self_contained_and_json_is_data(
     assert report["requests"] == [
         {"party": "acme", "service": "whatsapp", "total": 30, "outcomes": {"2xx": 30}}
     ]
-    assert report["interop_requests"]["available"] is False
+    assert report["interop_requests"] == {"available": True, "deadline_days": 90, "items": []}
     states = {(f["service"], f["functionality"]): f["state"] for f in report["functionalities"]}
     assert states[("whatsapp", "text")] == "available"
     assert states[("whatsapp", "voice_calls")] == "planned"
