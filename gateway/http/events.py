@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from gateway.errors import ValidationFailed
+from gateway.http.auth import requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.http.keys import EVENTS
 from gateway.http.messages import provider
@@ -36,6 +37,7 @@ def _number(request: web.Request, name: str, default: float, top: float) -> floa
 
 
 @routes.get("/v1/events")
+@requires_scope("events")
 async def pull(request: web.Request) -> web.Response:
     """Events after the cursor (default: the last ack), waiting up to `wait` seconds."""
     client_id = provider(request, "events")
@@ -47,6 +49,7 @@ async def pull(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/events/ack")
+@requires_scope("events")
 async def ack(request: web.Request) -> web.Response:
     """Acknowledge every event up to `cursor`: they leave the queue."""
     client_id = provider(request, "events")
@@ -66,6 +69,7 @@ _ws_ack = msgspec.json.Decoder(_WsAck)
 
 
 @routes.get("/v1/events/ws")
+@requires_scope("events")
 async def stream(request: web.Request) -> web.StreamResponse:
     """A WebSocket of event pages `{events, next}`; the client sends `{"ack": cursor}`.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from gateway.http.auth import requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.http.key_directory import require_provider
 from gateway.http.keys import AUDIT, AUDIT_LOG, RELAY
@@ -41,6 +42,7 @@ def audited(request: web.Request, *subjects: str) -> AuditHook | None:
 
 
 @routes.post("/v1/messages")
+@requires_scope("messages")
 async def send_message(request: web.Request) -> web.Response:
     """Accept a message for a platform user (202; idempotent on the message id)."""
     client_id = provider(request, "messages")
@@ -52,6 +54,7 @@ async def send_message(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/receipts")
+@requires_scope("messages")
 async def send_receipt(request: web.Request) -> web.Response:
     """Accept a delivered/read receipt for a message a platform user sent."""
     client_id = provider(request, "messages")
@@ -63,6 +66,7 @@ async def send_receipt(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/typing")
+@requires_scope("messages")
 async def send_typing(request: web.Request) -> web.Response:
     """Accept a typing signal."""
     client_id = provider(request, "messages")
@@ -74,6 +78,7 @@ async def send_typing(request: web.Request) -> web.Response:
 
 
 @routes.post("/v1/lookup")
+@requires_scope("lookup")
 async def lookup(request: web.Request) -> web.Response:
     """Platform users by native identifier; only those who consented to the caller."""
     client_id = provider(request, "lookup")

@@ -37,6 +37,13 @@ class Provider(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: int
 
 
+class WebhookTarget(msgspec.Struct, frozen=True, kw_only=True):
+    """Where and with which HMAC secret to push a provider's events (DESIGN §4.6)."""
+
+    url: str
+    secret: str
+
+
 class ProviderRecord(msgspec.Struct, frozen=True, kw_only=True):
     """A provider with its registered public keys, for client authentication."""
 
@@ -110,6 +117,15 @@ class ProviderRegistry:
         if row is None:
             return None
         return ProviderRecord(provider=_provider(row), jwks=json.loads(row["jwks"])["keys"])
+
+    async def webhook(self, client_id: str) -> WebhookTarget | None:
+        """The provider's webhook URL and secret, or None when it pulls or streams instead."""
+        row = await self._store.fetchrow(
+            "SELECT webhook_url, webhook_secret FROM providers WHERE client_id = $1", client_id
+        )
+        if row is None or not row["webhook_url"] or not row["webhook_secret"]:
+            return None
+        return WebhookTarget(url=row["webhook_url"], secret=row["webhook_secret"])
 
     async def view(self, client_id: str) -> Provider:
         """The provider as shown to itself or an admin; not-found when unknown."""

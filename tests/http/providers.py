@@ -32,3 +32,9 @@ async def test_principal_middleware(request: web.Request, handler):  # type: ign
         headers["Authorization"] = f"Bearer {token}"
         request = request.clone(headers=headers)
     return await handler(request)
+
+
+def act_as_providers(app: web.Application) -> web.Application:
+    """Let `provider_headers` work on `app`: test_principal_middleware goes outermost."""
+    app.middlewares.insert(0, test_principal_middleware)
+    return app

@@ -38,9 +38,9 @@ def fast_config(data_dir: Path, **relay: Any) -> Config:
 
 @pytest.fixture
 async def rclient(aiohttp_client: Any, tmp_path: Path) -> Any:
-    app = create_app(fast_config(tmp_path / "data"))
-    app.middlewares.append(providers.test_principal_middleware)
-    return await aiohttp_client(app)
+    return await aiohttp_client(
+        providers.act_as_providers(create_app(fast_config(tmp_path / "data")))
+    )
 
 
 NATIVE_TEXT = {
