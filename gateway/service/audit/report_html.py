@@ -26,7 +26,9 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     body = "".join(
         "<tr>"
         + "".join(
-            f'<td class="n">{v}</td>' if isinstance(v, int | float) else f"<td>{_cell(v)}</td>"
+            f'<td class="n">{v}</td>'
+            if isinstance(v, int | float) and not isinstance(v, bool)
+            else f"<td>{_cell(v)}</td>"
             for v in row
         )
         + "</tr>"
