@@ -56,6 +56,7 @@ class _Tally:
         self.latency: dict[str, list[int]] = defaultdict(list)
         self.messages: Counter[tuple[str, str, str, str]] = Counter()
         self.rejections: Counter[tuple[int, str]] = Counter()
+        self.first_ok: dict[str, int] = {}  # client_id -> first successful request
 
     def add(self, f: dict[str, Any]) -> None:
         self.records += 1
@@ -71,6 +72,9 @@ class _Tally:
             kind = str(attrs.get("kind", attrs.get("type", "-")))
             direction = str(attrs.get("direction", "-"))
             self.messages[(f["action"], service, kind, direction)] += 1
+        client_id = f["client_id"]
+        if client_id and status is not None and status < 400:
+            self.first_ok[client_id] = min(at, self.first_ok.get(client_id, at))
         if status is not None and status >= 400:
             self.rejections[(status, str(attrs.get("problem", "-")))] += 1
 
@@ -128,10 +132,19 @@ async def _audit_state(store: Store, tally: _Tally) -> Report:
     return {"records": tally.records, "chains": chains}
 
 
-async def _interop_requests(store: Store, config: Config, now_ms: int) -> Report:
+async def _interop_requests(
+    store: Store, config: Config, now_ms: int, first_traffic: dict[str, int]
+) -> Report:
+    """Requests against the Art. 7(5) deadline. "Live" is when the approved provider was
+    created (its credentials work); its first successful request is shown beside it."""
     deadline_days = config.request_deadline_days
-    if "interop_requests" not in await existing_tables(store):
+    tables = await existing_tables(store)
+    if "interop_requests" not in tables:
         return {"available": False, "deadline_days": deadline_days, "items": []}
+    live_by_request: dict[str, int] = {}
+    if "providers" in tables:
+        for row in await store.fetch("SELECT request_id, created_at FROM providers"):
+            live_by_request[str(row["request_id"])] = row["created_at"]
     items = []
     for row in await store.fetch("SELECT * FROM interop_requests"):
         r = dict(row)
@@ -139,7 +152,8 @@ async def _interop_requests(store: Store, config: Config, now_ms: int) -> Report
         deadline = r.get("deadline_at") or (
             None if received is None else received + deadline_days * DAY_MS
         )
-        decided, live = r.get("decided_at"), r.get("live_at")
+        decided = r.get("decided_at")
+        live = r.get("live_at") or live_by_request.get(str(r.get("id")))
         done = live if live is not None else decided
         if done is not None and deadline is not None:
             met: bool | None = done <= deadline
@@ -155,6 +169,7 @@ async def _interop_requests(store: Store, config: Config, now_ms: int) -> Report
                 "received_at": iso(received),
                 "decided_at": iso(decided),
                 "live_at": iso(live),
+                "first_traffic_at": iso(first_traffic.get(str(r.get("client_id")))),
                 "deadline_at": iso(deadline),
                 "deadline_met": met,
             }
@@ -186,7 +201,7 @@ async def build_report(store: Store, config: Config) -> Report:
         "generated_at": iso(now_ms),
         "audit": audit,
         **tally.sections(),
-        "interop_requests": await _interop_requests(store, config, now_ms),
+        "interop_requests": await _interop_requests(store, config, now_ms, tally.first_ok),
         "functionalities": _functionalities(config),
         "data_register": list(DATA_REGISTER),
     }

@@ -181,7 +181,17 @@ def _interop(section: dict[str, Any]) -> str:
     if not section["available"]:
         return title + '<p class="muted">No interop-request table in this database yet.</p>'
     return title + _table(
-        ["request", "organisation", "status", "received", "decided", "live", "deadline", ""],
+        [
+            "request",
+            "organisation",
+            "status",
+            "received",
+            "decided",
+            "live",
+            "first traffic",
+            "deadline",
+            "",
+        ],
         [
             [
                 i["id"],
@@ -190,6 +200,7 @@ def _interop(section: dict[str, Any]) -> str:
                 i["received_at"],
                 i["decided_at"],
                 i["live_at"],
+                i["first_traffic_at"],
                 i["deadline_at"],
                 i["deadline_met"],
             ]

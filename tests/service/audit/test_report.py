@@ -16,19 +16,37 @@ def test_percentile_is_nearest_rank() -> None:
     assert (percentile(values, 50), percentile(values, 99), percentile([], 50)) == (50, 99, 0)
 
 
+def request(
+    id_: str,
+    org: str,
+    status: str,
+    received: int,
+    *,
+    decided: int | None = None,
+    client_id: str | None = None,
+) -> str:
+    """An interop_requests row as onboarding writes it (0002_onboarding.sql)."""
+    return (
+        "INSERT INTO interop_requests (id, organisation, contact_email, services, "
+        "functionalities, jwks, status, status_token_hash, received_at, deadline_at, "
+        f"decided_at, client_id) VALUES ('{id_}', '{org}', 'x@example.org', '[]', '[]', '{{}}', "
+        f"'{status}', 'h', {received}, {received + 90 * DAY_MS}, "
+        f"{'NULL' if decided is None else decided}, "
+        f"{'NULL' if client_id is None else repr(client_id)})"
+    )
+
+
 async def test_interop_requests_against_their_deadline(make_audit_db: Any) -> None:
     db = await make_audit_db(records=3, checkpoint_at=())
     now = time.time_ns() // 1_000_000
     old = now - 200 * DAY_MS
     db.sql(
-        "CREATE TABLE interop_requests (id TEXT, organisation TEXT, status TEXT, "
-        "received_at BIGINT, deadline_at BIGINT, decided_at BIGINT, live_at BIGINT)",
-        f"INSERT INTO interop_requests VALUES ('r1', 'Fast Ltd', 'approved', {old}, "
-        f"{old + 90 * DAY_MS}, {old + DAY_MS}, {old + 30 * DAY_MS})",
-        f"INSERT INTO interop_requests VALUES ('r2', 'Slow <b>Co</b>', 'received', {old}, "
-        f"{old + 90 * DAY_MS}, NULL, NULL)",
-        f"INSERT INTO interop_requests VALUES ('r3', 'New', 'received', {now}, "
-        f"{now + 90 * DAY_MS}, NULL, NULL)",
+        request("r1", "Fast Ltd", "approved", old, decided=old + DAY_MS, client_id="acme"),
+        "INSERT INTO providers (client_id, request_id, organisation, jwks, state, services, "
+        f"functionalities, scopes, created_at, updated_at) VALUES ('acme', 'r1', 'Fast Ltd', "
+        f"'{{}}', 'active', '[]', '[]', '[]', {old + 2 * DAY_MS}, {old + 2 * DAY_MS})",
+        request("r2", "Slow <b>Co</b>", "received", old),
+        request("r3", "New", "received", now),
     )
     store = await open_store(db.url, readonly=True)
     try:
@@ -37,6 +55,8 @@ async def test_interop_requests_against_their_deadline(make_audit_db: Any) -> No
         await store.close()
     section = report["interop_requests"]
     assert section["available"] is True
+    assert section["items"][0]["live_at"] is not None
+    assert section["items"][0]["first_traffic_at"] is not None  # acme's records in the log
     assert [(i["id"], i["deadline_met"]) for i in section["items"]] == [
         ("r1", True),
         ("r2", False),
