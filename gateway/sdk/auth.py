@@ -77,7 +77,7 @@ class TokenSource:
         token_url: str,
         client_id: str,
         key: SigningKey,
-        scopes: tuple[str, ...] = ("messages", "events", "keys", "lookup", "media"),
+        scopes: tuple[str, ...] | None = None,
     ) -> None:
         self.session = session
         self.token_url = token_url
@@ -105,8 +105,9 @@ class TokenSource:
             "grant_type": "client_credentials",
             "client_assertion_type": ASSERTION_TYPE,
             "client_assertion": self.key.client_assertion(self.client_id, self.token_url),
-            "scope": " ".join(self.scopes),
         }
+        if self.scopes is not None:  # none asked: every scope the provider was granted
+            form["scope"] = " ".join(self.scopes)
         started = time.monotonic()
         async with self.session.post(self.token_url, data=form) as response:
             body = await response.json(content_type=None)

@@ -47,9 +47,11 @@ class GatewayError(Exception):
 
 
 class Sent(msgspec.Struct, frozen=True, kw_only=True):
-    """A message accepted by the gateway: its gateway id and its MIMI message id."""
+    """A message accepted by the gateway: its gateway id, the id we gave it (receipts name
+    that one), and its MIMI message id."""
 
     id: str
+    client_message_id: str
     mimi_id: bytes
     envelope: dict[str, Any]  # what went over the wire (ciphertext, never plaintext)
 
@@ -165,14 +167,19 @@ class InteropClient:
                 "encrypted": ciphertext.to_wire(),
             }
             answer = await self._request("POST", "/v1/messages", json=envelope)
-            self.state.remember(service, answer["id"], mimi_id)
+            self.state.remember(service, c.native_message_id(service, answer["id"]), mimi_id)
             if sent is None:
-                sent = Sent(id=answer["id"], mimi_id=mimi_id, envelope=envelope)
+                sent = Sent(
+                    id=answer["id"], client_message_id=client_id, mimi_id=mimi_id,
+                    envelope=envelope,
+                )  # fmt: skip
         assert sent is not None
         return sent
 
     def _ref(self, peer: str, message_id_: str) -> bytes:
-        return self.state.mimi_id(c.service_of(peer) or "mimi", message_id_)
+        """The MIMI id of a message named by its gateway id (as events and `Sent` give it)."""
+        service = c.service_of(peer) or "mimi"
+        return self.state.mimi_id(service, c.native_message_id(service, message_id_))
 
     async def send_text(self, local: str, peer: str, body: str) -> Sent:
         """Send a text message."""

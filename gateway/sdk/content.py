@@ -21,7 +21,7 @@ from gateway.content import (
 )
 from gateway.crypto import MediaKey
 from gateway.service.uris import parse_user_uri
-from gateway.translate import TRANSLATORS, MessageRefs
+from gateway.translate import TRANSLATORS, MessageRefs, whatsapp
 from gateway.translate.limits import LIMITS
 
 TEXT_PLAIN = "text/plain;charset=utf-8"
@@ -34,6 +34,11 @@ def service_of(uri: str) -> str | None:
     """The platform service of a user URI, or None for a third-party user."""
     parsed = parse_user_uri(uri)
     return parsed.authority if parsed is not None and parsed.is_platform else None
+
+
+def native_message_id(service: str, gateway_id: str) -> str:
+    """The id a message has on the recipient's service (as its webhooks name it)."""
+    return whatsapp.wamid(gateway_id) if service == "whatsapp" else gateway_id
 
 
 def text(body: str, *, reply_to: bytes | None = None) -> MimiContent:

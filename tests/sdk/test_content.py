@@ -22,17 +22,19 @@ def test_whatsapp_plaintexts_are_cloud_api_objects(tmp_path: Path) -> None:
     first = c.text("Hallo")
     (plain,) = c.to_plaintexts(WA, first, refs)
     assert msgspec.json.decode(plain) == {"type": "text", "text": {"body": "Hallo"}}
-    refs.remember("whatsapp", "gw-1", message_id(first, sender_uri=ME))
-    target = refs.mimi_id("whatsapp", "gw-1")
+    refs.remember(
+        "whatsapp", c.native_message_id("whatsapp", "gw-1"), message_id(first, sender_uri=ME)
+    )
+    target = refs.mimi_id("whatsapp", "wamid.gw-1")
     (plain,) = c.to_plaintexts(WA, c.reaction(target, "👍"), refs)
     assert msgspec.json.decode(plain) == {
         "type": "reaction",
-        "reaction": {"message_id": "gw-1", "emoji": "👍"},
+        "reaction": {"message_id": "wamid.gw-1", "emoji": "👍"},
     }
     (plain,) = c.to_plaintexts(WA, c.text("ja", reply_to=target), refs)
-    assert msgspec.json.decode(plain)["context"] == {"message_id": "gw-1"}
+    assert msgspec.json.decode(plain)["context"] == {"message_id": "wamid.gw-1"}
     (plain,) = c.to_plaintexts(WA, c.edit(target, "Hallo!"), refs)
-    assert msgspec.json.decode(plain)["edit"]["original_message_id"] == "gw-1"
+    assert msgspec.json.decode(plain)["edit"]["original_message_id"] == "wamid.gw-1"
     (plain,) = c.to_plaintexts(WA, c.delete(target), refs)
     assert msgspec.json.decode(plain)["type"] == "revoke"
     (plain,) = c.to_plaintexts("mimi://messenger/u/77", c.text("hi"), refs)
