@@ -52,6 +52,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the end-to-end encrypted demo scenario in one process."""
+    from gateway.demo import main as demo_main
+
+    return demo_main()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dma-gateway", description="DMA Art. 7 messaging interoperability gateway"
@@ -61,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = sub.add_parser("serve", help="run the gateway")
     serve.set_defaults(run=cmd_serve)
+    demo = sub.add_parser("demo", help="a third-party user and a sandbox WhatsApp user, E2EE")
+    demo.set_defaults(run=cmd_demo)
     audit_cli.register(sub)
     return parser
 
