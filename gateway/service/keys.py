@@ -156,7 +156,6 @@ class KeyDirectory:
         otks = [(uri, kid, k.key, k.signature, now) for kid, k in bundle.one_time_keys.items()]
 
         async def unit(tx: Tx) -> PublishResult:
-            await tx.lock(f"e2ee_keys:{uri}")  # one publish or claim per user at a time
             row = await tx.fetchrow(IDENTITY_SQL, uri)
             changed = row is not None and (
                 row["identity_key"] != bundle.identity_key
@@ -296,7 +295,6 @@ class KeyDirectory:
         self, uri: str, client_id: str | None, audit: KeyAudit | None
     ) -> ClaimedKeys | None:
         async def unit(tx: Tx) -> ClaimedKeys | None:
-            await tx.lock(f"e2ee_keys:{uri}")
             ident = await tx.fetchrow(IDENTITY_SQL, uri)
             if ident is None:
                 return None

@@ -38,7 +38,8 @@ async def open_store(
 ) -> Store:
     """Open the store named by `url` (`sqlite:///path` or `postgresql://...`).
 
-    `group_commit_max` applies to SQLite, `pool_size` and `statement_timeout_s` to PostgreSQL.
+    `pool_size` (reads; writes have one connection of their own) and `statement_timeout_s`
+    apply to PostgreSQL only.
     """
     if url.startswith("sqlite:///"):
         from gateway.store.sqlite import SqliteStore
@@ -50,6 +51,10 @@ async def open_store(
         from gateway.store.postgres import PostgresStore
 
         return await PostgresStore.open(
-            url, pool_size=pool_size, statement_timeout_s=statement_timeout_s, readonly=readonly
+            url,
+            pool_size=pool_size,
+            statement_timeout_s=statement_timeout_s,
+            group_commit_max=group_commit_max,
+            readonly=readonly,
         )
     raise StoreError(f"unsupported database URL scheme: {url.split(':', 1)[0]}")

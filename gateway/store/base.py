@@ -46,15 +46,6 @@ class Tx(Protocol):
         """Call `callback` once this unit is durable (never if it is rolled back)."""
         ...
 
-    async def lock(self, key: str) -> None:
-        """Hold `key` until this unit ends: units that lock the same key run one at a time.
-
-        For read-then-write sequences (a chain head, a counter). SQLite runs every unit alone
-        already; on PostgreSQL this is a transaction-scoped advisory lock, so it also holds
-        across replicas.
-        """
-        ...
-
 
 WriteUnit = Callable[[Tx], Awaitable[T]]
 

@@ -66,9 +66,6 @@ class SqliteTx:
     def on_commit(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
-    async def lock(self, key: str) -> None:
-        return None  # the one writer runs units one at a time already
-
 
 class _Pending:
     __slots__ = ("future", "name", "unit")

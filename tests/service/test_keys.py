@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -128,18 +127,3 @@ async def test_platform_users_come_from_the_connector_after_consent(store: Store
     assert asked == ["mimi://whatsapp/u/491", "mimi://whatsapp/u/000"]
     rows = await store.fetch("SELECT user_uri, client_id FROM e2ee_contacts")
     assert [tuple(r) for r in rows] == [("mimi://whatsapp/u/491", "acme")]
-
-
-async def test_concurrent_claims_each_get_their_own_one_time_key(store_url: str) -> None:
-    store = await open_store(store_url, pool_size=10)
-    try:
-        keys = KeyDirectory(store, low_threshold=3, max_one_time_keys=100)
-        await keys.publish("acme", "bob", OlmParty().key_bundle(20, fallback=True))
-        claims = await asyncio.gather(
-            *(keys.claim(f"p{i}", "mimi://acme/u/bob") for i in range(22))
-        )
-        one_time = [c.one_time_key.key_id for c in claims if c.one_time_key is not None]
-        assert len(one_time) == 20 == len(set(one_time))  # every key once, none skipped
-        assert sum(c.fallback_key is not None for c in claims) == 2
-    finally:
-        await store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import asyncpg
@@ -121,3 +122,49 @@ async def test_a_cancelled_caller_does_not_cut_its_write_short(postgres_url: str
     check = await open_store(postgres_url, pool_size=1)
     assert await check.fetchval("SELECT value FROM kv WHERE key = 'late'") == "v"
     await check.close()
+
+
+async def test_a_unit_that_goes_on_after_a_failed_statement_is_rolled_back(
+    postgres_url: str,
+) -> None:
+    store = await open_store(postgres_url, pool_size=2)
+    try:
+        await put(store, "a", "1")
+
+        async def swallow(tx: Tx) -> None:
+            await tx.execute("INSERT INTO kv VALUES ('half', 'x', 0)")
+            # On SQLite the transaction goes on; on PostgreSQL it is aborted.
+            with contextlib.suppress(asyncpg.UniqueViolationError):
+                await tx.execute("INSERT INTO kv VALUES ('a', 'dup', 0)")
+
+        results = await asyncio.gather(
+            put(store, "b", "2"),
+            store.write("swallow", swallow),
+            put(store, "c", "3"),
+            return_exceptions=True,
+        )
+        assert results[0] is None and results[2] is None
+        assert isinstance(results[1], StoreError)
+        assert "went on after a failed statement" in str(results[1])
+        rows = await store.fetch("SELECT key FROM kv ORDER BY key")
+        assert [r["key"] for r in rows] == ["a", "b", "c"]
+    finally:
+        await store.close()
+
+
+async def test_the_writer_reconnects_after_losing_its_connection(postgres_url: str) -> None:
+    store = await open_store(postgres_url, pool_size=2)
+    try:
+        await put(store, "before", "1")
+
+        async def killed(tx: Tx) -> None:
+            await tx.execute("SELECT pg_terminate_backend(pg_backend_pid())")
+
+        with pytest.raises(StoreError, match="write failed"):
+            await store.write("killed", killed)
+        await put(store, "after", "2")
+        rows = await store.fetch("SELECT key FROM kv ORDER BY key")
+        assert [r["key"] for r in rows] == ["after", "before"]
+        await store.ping()
+    finally:
+        await store.close()

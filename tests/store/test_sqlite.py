@@ -1,11 +1,10 @@
-"""What only the SQLite backend has: placeholder rewriting, WAL, group commit, file checks.
+"""What only the SQLite backend has: placeholder rewriting, WAL, file checks.
 
 The backend-agnostic Store contract is in test_store.py, run against SQLite there too.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -30,16 +29,6 @@ def test_placeholders_are_rewritten() -> None:
 
 async def test_wal_is_on(store: SqliteStore) -> None:
     assert (await store.fetchval("PRAGMA journal_mode")).lower() == "wal"
-
-
-async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
-    from gateway import metrics
-
-    commits_before = metrics.STORE_COMMITS._value.get()
-    await asyncio.gather(*(put(store, f"k{i}", "v") for i in range(200)))
-    commits = metrics.STORE_COMMITS._value.get() - commits_before
-    assert await store.fetchval("SELECT count(*) FROM kv") == 200
-    assert 1 <= commits < 50  # grouped: far fewer commits than writes
 
 
 async def test_readonly_open_needs_an_existing_file(tmp_path: Path) -> None:

@@ -39,6 +39,16 @@ async def test_concurrent_writes_all_land(store: Store) -> None:
     assert await store.fetchval("SELECT count(*) FROM kv") == 200
 
 
+async def test_concurrent_writes_share_commits(store: Store) -> None:
+    from gateway import metrics
+
+    commits_before = metrics.STORE_COMMITS._value.get()
+    await asyncio.gather(*(put(store, f"k{i}", "v") for i in range(200)))
+    commits = metrics.STORE_COMMITS._value.get() - commits_before
+    assert await store.fetchval("SELECT count(*) FROM kv") == 200
+    assert 1 <= commits < 50  # grouped: far fewer commits than writes
+
+
 async def test_a_failing_unit_rolls_back_alone(store: Store) -> None:
     async def half_then_fail(tx: Tx) -> None:
         await tx.execute("INSERT INTO kv (key, value, updated_at) VALUES ('half', 'x', 0)")

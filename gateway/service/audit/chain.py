@@ -2,10 +2,9 @@
 
 The head of a chain is read inside the unit that appends (one primary-key lookup), so a unit
 rolled back to its savepoint takes its record with it and the next unit chains onto the true
-head. The unit first takes the chain's lock (`Tx.lock`): SQLite runs write units one at a time
-anyway, PostgreSQL runs them concurrently on pooled connections. Each replica writes its own
-chain_id, and the (chain_id, seq) primary key turns any append that escaped the lock into an
-error, never a fork.
+head. Both backends run a replica's write units one at a time (group commit); on PostgreSQL
+each replica writes its own chain_id, and the (chain_id, seq) primary key turns any concurrent
+append into an error, never a fork.
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ def now_ms() -> int:
 
 async def append_record(tx: Tx, draft: AuditRecord) -> tuple[AuditRecord, bytes]:
     """Give `draft` the next seq of its chain, hash it onto the head and insert it."""
-    await tx.lock(f"audit_chain:{draft.chain_id}")
     head = await tx.fetchrow(HEAD_SQL, draft.chain_id)
     seq, prev = (0, GENESIS) if head is None else (head["seq"], bytes.fromhex(head["hash"]))
     record = msgspec.structs.replace(draft, seq=seq + 1)
