@@ -3,6 +3,7 @@
 `provider_headers(client_id, scopes)` marks a request; `test_principal_middleware`, placed
 outermost, registers that provider in storage and swaps the mark for a real access token, so
 the request goes through the real authentication (tests.onboarding_helpers.register_provider).
+Wire it with `act_as_providers(app)`: appended after auth_middleware it would come too late.
 """
 
 from __future__ import annotations

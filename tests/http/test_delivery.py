@@ -18,8 +18,7 @@ from tests.http.test_relay_roundtrip import fast_config
 @pytest.fixture
 async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
     app = create_app(fast_config(tmp_path / "data", max_attempts=4))
-    app.middlewares.append(providers.test_principal_middleware)
-    return await aiohttp_client(app)
+    return await aiohttp_client(providers.act_as_providers(app))
 
 
 async def outage(client: Any, service: str, down: bool) -> None:

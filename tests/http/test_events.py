@@ -98,7 +98,7 @@ async def test_malformed_cursors_and_parameters(rclient: Any) -> None:  # noqa: 
     response = await client.post("/v1/events/ack", json={"cursor": "999"}, headers=headers)
     await problem(response, 400, "/problems/invalid-cursor", "$.cursor")
     response = await client.get("/v1/events", headers=provider_headers("acme", ["messages"]))
-    await problem(response, 403, "/problems/forbidden")
+    await problem(response, 403, "/problems/insufficient-scope")
     await problem(await client.get("/v1/events"), 401, "/problems/unauthorized")
 
 
@@ -118,7 +118,7 @@ async def test_websocket_streams_and_acks(rclient: Any) -> None:  # noqa: F811
         assert "error" in error
     assert (await pull(client, "acme"))["events"] == []
     response = await client.get("/v1/events/ws", headers=provider_headers("acme", ["keys"]))
-    await problem(response, 403, "/problems/forbidden")
+    await problem(response, 403, "/problems/insufficient-scope")
 
 
 async def test_websocket_closes_cleanly(rclient: Any) -> None:  # noqa: F811

@@ -142,12 +142,12 @@ async def test_scope_and_authentication(chat: Any) -> None:
     await problem(response, 401, "/problems/unauthorized")
     for path in ("/v1/messages", "/v1/receipts", "/v1/typing"):
         response = await client.post(path, json=body, headers=provider_headers("acme", ["keys"]))
-        await problem(response, 403, "/problems/forbidden")
+        await problem(response, 403, "/problems/insufficient-scope")
     response = await client.post(
         "/v1/lookup", json={"service": "whatsapp", "identifiers": ["1"]},
         headers=provider_headers("acme", ["messages"]),
     )  # fmt: skip
-    await problem(response, 403, "/problems/forbidden")
+    await problem(response, 403, "/problems/insufficient-scope")
 
 
 async def test_receipts_and_typing_reach_the_platform_user(chat: Any) -> None:
