@@ -12,6 +12,7 @@ gateway only relays ciphertext. Sessions persist in the state file across restar
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -35,6 +36,7 @@ from gateway.sdk.events import Event, Message, Notice, Receipt, Typing
 from gateway.sdk.state import SdkState
 
 DEFAULT_ONE_TIME_KEYS = 50
+RATE_LIMIT_RETRIES = 3
 
 
 class GatewayError(Exception):
@@ -98,16 +100,20 @@ class InteropClient:
     # -- HTTP ------------------------------------------------------------------------------
 
     async def _request(self, method: str, path: str, **kw: Any) -> Any:
-        for attempt in range(2):
-            headers = {
-                "Authorization": f"Bearer {await self.tokens.token()}",
-                **kw.pop("headers", {}),
-            }
+        extra = kw.pop("headers", {})
+        refreshed = False
+        for attempt in range(RATE_LIMIT_RETRIES + 2):
+            headers = {"Authorization": f"Bearer {await self.tokens.token()}", **extra}
             async with self.session.request(
                 method, self.base_url + path, headers=headers, **kw
             ) as r:
-                if r.status == 401 and attempt == 0:
+                if r.status == 401 and not refreshed:
                     self.tokens.invalidate()  # revoked or expired early: one fresh try
+                    refreshed = True
+                    continue
+                if r.status == 429 and attempt < RATE_LIMIT_RETRIES:
+                    # The gateway says when (RFC 9110 Retry-After); wait that long, bounded.
+                    await asyncio.sleep(min(float(r.headers.get("Retry-After", "1")), 5.0))
                     continue
                 if r.status >= 400:
                     raise GatewayError(r.status, await r.json(content_type=None))

@@ -132,3 +132,18 @@ async def test_tokens_are_refreshed_before_they_expire(gateway: Gateway, onboard
     fresh = await sdk.tokens.token()
     assert fresh != token
     await sdk.publish_keys("alice", 1)  # the fresh token works
+
+
+async def test_rate_limited_requests_are_retried_after_the_pause(
+    gateway: Gateway, onboard_sdk: SdkFactory
+) -> None:
+    sdk = await onboard_sdk()
+    await sdk.publish_keys("alice", 60)
+    other = await onboard_sdk("beta")
+    burst = gateway.config.limits.keys.burst
+    # More claims than the burst: the SDK waits out each 429 instead of failing.
+    results = await asyncio.gather(
+        *(other._request("GET", "/v1/keys", params={"user": sdk.uri("alice")})
+          for _ in range(burst + 3))
+    )  # fmt: skip
+    assert len({r["one_time_key"]["key_id"] for r in results if r["one_time_key"]}) == 60
