@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 import msgspec
 from aiohttp import web
 
@@ -38,6 +39,7 @@ from gateway.http.keys import (
     MEDIA,
     OFFER,
     PLATFORM,
+    PROVIDER_WEBHOOKS,
     PROVIDERS,
     RATE_LIMITER,
     RELAY,
@@ -45,6 +47,7 @@ from gateway.http.keys import (
     STORE,
     THIRD_PARTY_KEYS,
     TOKEN_ENDPOINT,
+    WEBHOOK_PUSHER,
 )
 from gateway.http.middlewares import (
     observe_middleware,
@@ -68,6 +71,7 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import MemoryRateLimiter
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
+from gateway.service.webhook_push import WebhookPusher
 from gateway.store import open_store
 from gateway.store.blobs import FileBlobStore
 
@@ -193,10 +197,17 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     directory.platform_keys = platform.claim_key_bundle
     directory.consent = consent.allows
     directory.events = queue
+    session = aiohttp.ClientSession()
+    app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
+        queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, session
+    )
     await worker.start()
+    pusher.start()
     yield
+    await pusher.stop()
     await worker.stop()
     await platform.close()
+    await session.close()
 
 
 def create_app(config: Config) -> web.Application:

@@ -23,6 +23,7 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import RateLimiter
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
+from gateway.service.webhook_push import WebhookPusher, WebhookTargets
 from gateway.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -52,6 +53,9 @@ DELIVERY = web.AppKey("delivery", DeliveryWorker)
 RELAY = web.AppKey("relay", Relay)
 # How the sandbox claims a third-party user's keys (the key directory; INTERFACES.md §2).
 THIRD_PARTY_KEYS: web.AppKey[ThirdPartyKeys] = web.AppKey("third_party_keys")
+# Where a provider's events are pushed (its webhook_url and secret), from the provider registry.
+PROVIDER_WEBHOOKS: web.AppKey[WebhookTargets] = web.AppKey("provider_webhooks")
+WEBHOOK_PUSHER = web.AppKey("webhook_pusher", WebhookPusher)
 
 # Per request: who is asking (set by authentication; anonymous until then).
 PRINCIPAL = web.RequestKey("principal", Principal)

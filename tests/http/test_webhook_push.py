@@ -1,0 +1,105 @@
+"""Webhook push to a provider: signed, retried with backoff while down, acked by a 2xx."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.http.keys import PROVIDER_WEBHOOKS
+from gateway.service.providers import WebhookTarget
+from tests.http import providers
+from tests.http.relay_support import ThirdPartyUser, eventually, pull, sandbox_user
+from tests.http.test_events import sandbox_says
+from tests.http.test_relay_roundtrip import fast_config
+
+SECRET = "whsec-test-0123456789"
+
+
+class FakeProvider:
+    """A provider's webhook endpoint that checks signatures and can be taken down."""
+
+    def __init__(self) -> None:
+        self.up = False
+        self.batches: list[dict[str, Any]] = []
+        self.refused = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        header = request.headers["X-Interop-Signature"]
+        parts = dict(item.split("=", 1) for item in header.split(","))
+        mac = hmac.new(SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
+        assert hmac.compare_digest(parts["v1"], mac.hexdigest())
+        if not self.up:
+            self.refused += 1
+            return web.Response(status=503)
+        self.batches.append(json.loads(body))
+        return web.Response(status=204)
+
+    def message_ids(self) -> list[str]:
+        return [e["id"] for b in self.batches for e in b["events"] if e["type"] == "message"]
+
+
+@pytest.fixture
+async def setup(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any:
+    fake = FakeProvider()
+    server_app = web.Application()
+    server_app.router.add_post("/hook", fake.handle)
+    server = await aiohttp_server(server_app)
+
+    async def targets(client_id: str) -> WebhookTarget | None:
+        if client_id != "acme":
+            return None
+        return WebhookTarget(url=str(server.make_url("/hook")), secret=SECRET)
+
+    app = create_app(fast_config(tmp_path / "data"))
+    app[PROVIDER_WEBHOOKS] = targets
+    providers.act_as_providers(app)
+    return await aiohttp_client(app), fake
+
+
+async def test_events_wait_while_the_webhook_is_down_then_arrive_once(setup: Any) -> None:
+    client, fake = setup
+    peer = await sandbox_user(client, "whatsapp", "4915100000042")
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    first = await sandbox_says(client, peer, alice.uri)
+
+    async def refused_twice() -> bool:
+        return fake.refused >= 2
+
+    await eventually(refused_twice)
+    assert len((await pull(client, "acme"))["events"]) >= 1  # still queued: not acked
+    fake.up = True
+    second = await sandbox_says(client, peer, alice.uri)
+
+    async def both() -> list[str] | None:
+        ids = fake.message_ids()
+        return ids if len(ids) >= 2 else None
+
+    assert await eventually(both) == [first, second]
+    txn_ids = [b["txn_id"] for b in fake.batches]
+    assert len(txn_ids) == len(set(txn_ids))
+
+    async def drained() -> bool:
+        return (await pull(client, "acme"))["events"] == []
+
+    await eventually(drained)  # acknowledged by the 2xx
+
+
+async def test_a_provider_without_webhook_keeps_pulling(setup: Any) -> None:
+    client, fake = setup
+    fake.up = True
+    peer = await sandbox_user(client, "whatsapp", "4915100000043", consent="all")
+    bob = ThirdPartyUser(client, "globex", "bob")
+    await bob.publish_keys()
+    message_id = await sandbox_says(client, peer, bob.uri)
+    page = await pull(client, "globex")
+    assert [e["id"] for e in page["events"]] == [message_id]
+    assert fake.batches == []
