@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -20,6 +21,7 @@ from gateway.http import (
     oauth,
     onboarding,
     ops,
+    platform_webhook,
     sandbox,
 )
 from gateway.http.auth import auth_middleware
@@ -34,6 +36,7 @@ from gateway.http.keys import (
     DELIVERY,
     EVENTS,
     GAUGES,
+    INGRESS,
     INTEROP_REQUESTS,
     KEY_DIRECTORY,
     MEDIA,
@@ -54,6 +57,8 @@ from gateway.http.middlewares import (
     problem_middleware,
     request_id_middleware,
 )
+from gateway.platforms.http import HttpPlatform
+from gateway.platforms.ingress import Ingress
 from gateway.platforms.sandbox import SandboxPlatform
 from gateway.platforms.sandbox_state import SandboxState, load_sandbox_key
 from gateway.service.access_tokens import AccessTokens
@@ -176,14 +181,24 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EVENTS] = queue = EventQueue(store)
     app[CONSENT] = consent = ConsentRegistry(store, queue)
     directory = app[KEY_DIRECTORY]
-    claim_keys = app.get(THIRD_PARTY_KEYS, directory.claim_for_platform)
-    key = await asyncio.to_thread(load_sandbox_key, config.data_path)
-    platform = SandboxPlatform(
-        SandboxState(store, key),
-        third_party_keys=lambda uri: claim_keys(uri),
-        set_consent=consent.set,
-    )
-    app[SANDBOX] = platform
+    session = aiohttp.ClientSession()
+    platform: SandboxPlatform | HttpPlatform
+    if config.platforms == "sandbox":
+        claim_keys = app.get(THIRD_PARTY_KEYS, directory.claim_for_platform)
+        key = await asyncio.to_thread(load_sandbox_key, config.data_path)
+        platform = app[SANDBOX] = SandboxPlatform(
+            SandboxState(store, key),
+            third_party_keys=lambda uri: claim_keys(uri),
+            set_consent=consent.set,
+        )
+    else:
+        id_key, _ = await asyncio.to_thread(
+            secretfiles.load_or_create,
+            config.data_path / "platform-id-key",
+            lambda: secrets.token_bytes(32),
+        )
+        platform = HttpPlatform(config.http_platform, store, session, id_key=id_key)
+        app[INGRESS] = Ingress(config, platform)
     app[PLATFORM] = platform
     app[DELIVERY] = worker = DeliveryWorker(
         store, platform, consent, queue, config.relay, audit_events=app[AUDIT_LOG]
@@ -197,7 +212,6 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     directory.platform_keys = platform.claim_key_bundle
     directory.consent = consent.allows
     directory.events = queue
-    session = aiohttp.ClientSession()
     app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
         queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, session
     )
@@ -242,4 +256,5 @@ def create_app(config: Config) -> web.Application:
     app.add_routes(messages.routes)
     app.add_routes(events.routes)
     app.add_routes(sandbox.routes)
+    app.add_routes(platform_webhook.routes)
     return app

@@ -110,6 +110,8 @@ class PlatformEndpoint(_Section):
     app_secret: str = ""
     # The hub.verify_token of the GET verification handshake.
     verify_token: str = ""
+    # Where platform users' key bundles are claimed: GET <keys_url>?user=<native id>.
+    keys_url: str = ""
 
 
 class HttpPlatformConfig(_Section):

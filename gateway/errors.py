@@ -99,6 +99,10 @@ class SenderNotOwned(Forbidden):
     type, title = "/problems/sender-not-owned", "Sender is not the caller's user"
 
 
+class InvalidSignature(Unauthorized):
+    type, title = "/problems/invalid-signature", "Invalid signature"
+
+
 class IdempotencyConflict(Conflict):
     type, title = "/problems/idempotency-conflict", "Idempotency key reused with another body"
 

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from gateway.config import Config
 from gateway.platforms.base import Platform, ThirdPartyKeys
+from gateway.platforms.ingress import Ingress
 from gateway.platforms.sandbox import SandboxPlatform
 from gateway.service.access_tokens import AccessTokens
 from gateway.service.audit.checkpoints import Signer
@@ -56,6 +57,8 @@ THIRD_PARTY_KEYS: web.AppKey[ThirdPartyKeys] = web.AppKey("third_party_keys")
 # Where a provider's events are pushed (its webhook_url and secret), from the provider registry.
 PROVIDER_WEBHOOKS: web.AppKey[WebhookTargets] = web.AppKey("provider_webhooks")
 WEBHOOK_PUSHER = web.AppKey("webhook_pusher", WebhookPusher)
+# Webhooks of the real services (platforms = http only).
+INGRESS = web.AppKey("ingress", Ingress)
 
 # Per request: who is asking (set by authentication; anonymous until then).
 PRINCIPAL = web.RequestKey("principal", Principal)

@@ -9,9 +9,10 @@ send comes back through the `InboundSink` the relay injects: platforms never imp
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
+from msgspec import Meta
 
 Kind = Literal["message", "receipt", "typing"]
 SERVICES = ("whatsapp", "messenger", "instagram")
@@ -31,6 +32,15 @@ class RetryableDelivery(DeliveryError):
 
 class PermanentDelivery(DeliveryError):
     """The platform refused the item for good (unknown user, invalid payload, ...)."""
+
+
+class OlmMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An Olm message (DESIGN §4.5): `body` is standard base64 of `to_parts()` bytes."""
+
+    protocol: Literal["olm.v1"]
+    type: Literal[0, 1]
+    body: Annotated[str, Meta(min_length=1)]
+    sender_key: Annotated[str, Meta(min_length=1, max_length=128)]
 
 
 class SignedOneTimeKey(msgspec.Struct, frozen=True, kw_only=True):

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from gateway.platforms.base import OlmMessage
+
 ClientMessageId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
 UserUri = Annotated[str, Meta(min_length=10, max_length=512)]
 Ms = Annotated[int, Meta(ge=0, le=2**53)]
@@ -22,13 +24,7 @@ class _In(
     pass
 
 
-class Encrypted(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """An Olm message (DESIGN §4.5): `body` is standard base64 of `to_parts()` bytes."""
-
-    protocol: Literal["olm.v1"]
-    type: Literal[0, 1]
-    body: Annotated[str, Meta(min_length=1)]
-    sender_key: Annotated[str, Meta(min_length=1, max_length=128)]
+Encrypted = OlmMessage
 
 
 class MessageIn(_In):

@@ -74,3 +74,20 @@ CREATE TABLE provider_event_cursors (
     acked BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
+
+-- The `http` platform's id maps: the native ids the real services know third-party users and
+-- relayed messages by, so their webhooks (replies, statuses) find the way back.
+CREATE TABLE platform_user_ids (
+    service TEXT NOT NULL,
+    native_id TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    PRIMARY KEY (service, native_id)
+);
+
+CREATE TABLE platform_message_ids (
+    service TEXT NOT NULL,
+    native_id TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (service, native_id)
+);

@@ -1,0 +1,198 @@
+"""The `http` platform (DESIGN §4.8): native payloads POSTed to each service's endpoint.
+
+Send bodies follow the services' send APIs (WhatsApp Cloud API `/messages`, Messenger
+Platform Send API), with the sender named as the service knows it (`from` on WhatsApp,
+`sender` on Messenger and Instagram). An Olm message travels in place of the content:
+WhatsApp `{"type": "encrypted", "encrypted": {...}}`, Messenger and Instagram
+`{"message": {"encrypted": {...}}}`; the service decrypts on its users' devices.
+Timeouts, connection errors, 429 and 5xx are retryable; other answers are permanent.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import aiohttp
+import msgspec
+import structlog
+
+from gateway.config import HttpPlatformConfig, PlatformEndpoint
+from gateway.errors import Unavailable
+from gateway.platforms.base import (
+    ClaimedBundle,
+    InboundSink,
+    Outgoing,
+    PermanentDelivery,
+    RetryableDelivery,
+    service_of,
+)
+from gateway.store import Store, Tx
+from gateway.translate import TRANSLATORS, Envelope, NeutralEvent, TranslationError, receipt_event
+
+log = structlog.get_logger(__name__)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class HttpPlatform:
+    """Talks to the real services; their webhooks come back through `gateway.platforms.ingress`."""
+
+    name = "http"
+
+    def __init__(
+        self,
+        config: HttpPlatformConfig,
+        store: Store,
+        session: aiohttp.ClientSession,
+        *,
+        id_key: bytes,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.session = session
+        self.id_key = id_key
+        self.sink: InboundSink | None = None
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+
+    def endpoint(self, service: str) -> PlatformEndpoint | None:
+        endpoint = self.config.services.get(service)
+        return endpoint if endpoint is not None and endpoint.url else None
+
+    def native_id(self, service: str, uri: str) -> str:
+        return TRANSLATORS[service].native_user_id(uri, self.id_key)
+
+    async def user_exists(self, user_uri: str) -> bool:
+        # The service knows its users; consent (checked by the relay) is what makes them visible.
+        service = service_of(user_uri)
+        return service is not None and self.endpoint(service) is not None
+
+    async def claim_key_bundle(self, user_uri: str) -> ClaimedBundle | None:
+        service = service_of(user_uri)
+        endpoint = self.config.services.get(service or "")
+        if service is None or endpoint is None or not endpoint.keys_url:
+            return None
+        params = {"user": self.native_id(service, user_uri)}
+        try:
+            async with self.session.get(
+                endpoint.keys_url, params=params, timeout=self._timeout
+            ) as response:
+                if response.status == 404:
+                    return None
+                if response.status != 200:
+                    raise Unavailable("The platform's key service did not answer.")
+                bundle = msgspec.json.decode(await response.read(), type=ClaimedBundle)
+        except (aiohttp.ClientError, TimeoutError, msgspec.DecodeError):
+            raise Unavailable("The platform's key service did not answer.") from None
+        return msgspec.structs.replace(bundle, user=user_uri)
+
+    # -- delivery -------------------------------------------------------------------------
+
+    async def deliver(self, item: Outgoing) -> None:
+        endpoint = self.endpoint(item.service)
+        if endpoint is None:
+            raise PermanentDelivery("no_endpoint")
+        bodies = self._bodies(item)
+        sender_id = self.native_id(item.service, item.sender)
+
+        async def remember_sender(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT INTO platform_user_ids (service, native_id, uri) VALUES ($1, $2, $3) "
+                "ON CONFLICT (service, native_id) DO NOTHING",
+                item.service, sender_id, item.sender,
+            )  # fmt: skip
+
+        await self.store.write("platform_user_id", remember_sender)
+        for body in bodies:
+            native_id = await self._post(endpoint.url, body)
+            if native_id and item.kind == "message":
+                await self._remember_message(item, native_id)
+
+    async def _remember_message(self, item: Outgoing, native_id: str) -> None:
+        async def unit(tx: Tx) -> None:
+            await tx.execute(
+                "INSERT INTO platform_message_ids (service, native_id, message_id, created_at) "
+                "VALUES ($1, $2, $3, $4) ON CONFLICT (service, native_id) DO NOTHING",
+                item.service, native_id, item.id, now_ms(),
+            )  # fmt: skip
+
+        await self.store.write("platform_message_id", unit)
+
+    def _bodies(self, item: Outgoing) -> list[dict[str, Any]]:
+        service, whatsapp = item.service, item.service == "whatsapp"
+        sender = self.native_id(service, item.sender)
+        recipient = self.native_id(service, item.recipient)
+        if whatsapp:
+            head: dict[str, Any] = {
+                "messaging_product": "whatsapp", "recipient_type": "individual",
+                "to": recipient, "from": sender,
+            }  # fmt: skip
+        else:
+            head = {"recipient": {"id": recipient}, "sender": {"id": sender}}
+        if item.kind == "message":
+            if "encrypted" in item.payload:
+                enc = item.payload["encrypted"]
+                if whatsapp:
+                    return [head | {"type": "encrypted", "encrypted": enc}]
+                return [head | {"messaging_type": "RESPONSE", "message": {"encrypted": enc}}]
+            objects = item.payload["native"]
+            if whatsapp:
+                return [head | obj for obj in objects]
+            return [head | {"messaging_type": "RESPONSE", "message": obj} for obj in objects]
+        env = Envelope(
+            id=item.id, sender=item.sender, recipient=item.recipient, sent_at=item.sent_at,
+            kind=item.kind,
+        )  # fmt: skip
+        translator = TRANSLATORS[service]
+        try:
+            if item.kind == "receipt":
+                event = receipt_event(
+                    item.payload["message_id"], item.payload["status"], sender=item.sender,
+                    recipient=item.recipient, sent_at=item.sent_at,
+                )  # fmt: skip
+                natives = translator.send_request_from_neutral(event, key=self.id_key)
+            else:
+                typing = translator.typing_to_native(
+                    NeutralEvent(envelope=env, typing=item.payload["state"]), key=self.id_key
+                )
+                natives = [] if typing is None else [typing]
+        except TranslationError:
+            return []  # the service has no native form for this signal: nothing to send
+        return [{k: v for k, v in head.items() if k not in n} | n for n in natives]
+
+    async def _post(self, url: str, body: dict[str, Any]) -> str | None:
+        """POST one body; return the service's id of the message, if it says."""
+        try:
+            async with self.session.post(
+                url, data=msgspec.json.encode(body), timeout=self._timeout,
+                headers={"Content-Type": "application/json"},
+            ) as response:  # fmt: skip
+                data = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError):
+            raise RetryableDelivery("platform_unreachable") from None
+        if status == 429 or status >= 500:
+            raise RetryableDelivery(f"platform_status_{status}")
+        if status >= 300:
+            # Never forward a platform's error body (STYLE.md): only its status.
+            raise PermanentDelivery(f"platform_refused_{status}")
+        return _message_id(data)
+
+    async def close(self) -> None:
+        return None
+
+
+def _message_id(data: bytes) -> str | None:
+    try:
+        answer = msgspec.json.decode(data)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(answer, dict):
+        return None
+    messages = answer.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        return str(messages[0].get("id") or "") or None
+    mid = answer.get("message_id")
+    return mid if isinstance(mid, str) else None

@@ -1,0 +1,214 @@
+"""Webhooks from the real services (`http` platform): verified, translated, handed to the relay.
+
+Meta signs each webhook with `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(app secret, raw
+body)>`; it is checked in constant time before anything is parsed. Olm messages travel in the
+place of content (see gateway.platforms.http) and are taken out first; what remains is a
+standard native webhook for the translators. Plaintext is accepted only from services whose
+E2EE policy is `optional`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import msgspec
+import structlog
+
+from gateway.config import Config
+from gateway.content import content_to_json
+from gateway.errors import GatewayError, InvalidSignature, NotFound, ValidationFailed
+from gateway.platforms.base import Inbound, OlmMessage
+from gateway.platforms.http import HttpPlatform
+from gateway.translate import TRANSLATORS, TranslationError, platform_uri
+
+log = structlog.get_logger(__name__)
+
+
+class _Known:
+    """The third-party URIs of the scoped ids one webhook mentions (a UserDirectory)."""
+
+    def __init__(self, uris: dict[str, str], service: str) -> None:
+        self.uris = uris
+        self.service = service
+
+    def uri_for(self, service: str, native_id: str) -> str | None:
+        return self.uris.get(native_id) if service == self.service else None
+
+
+def verify(secret: str, body: bytes, header: str | None) -> None:
+    """Raise InvalidSignature unless `header` is `sha256=<hex HMAC of body>`."""
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    if not secret or header is None or not hmac.compare_digest(header.encode(), expected.encode()):
+        raise InvalidSignature(
+            "X-Hub-Signature-256 does not match the body.", field="X-Hub-Signature-256"
+        )
+
+
+def verify_subscription(config: Config, service: str, mode: str, token: str) -> None:
+    """The GET handshake: hub.mode=subscribe and the configured hub.verify_token."""
+    endpoint = config.http_platform.services.get(service)
+    expected = "" if endpoint is None else endpoint.verify_token
+    if mode != "subscribe" or not expected or not hmac.compare_digest(token, expected):
+        raise InvalidSignature("Wrong hub.mode or hub.verify_token.", field="hub.verify_token")
+
+
+class Ingress:
+    """Turns one service webhook into relay items."""
+
+    def __init__(self, config: Config, platform: HttpPlatform) -> None:
+        self.config = config
+        self.platform = platform
+
+    async def receive(self, service: str, body: bytes, signature: str | None) -> list[str]:
+        """Verify, translate and relay one webhook; return the gateway ids it produced."""
+        endpoint = self.config.http_platform.services.get(service)
+        if service not in TRANSLATORS or endpoint is None:
+            raise NotFound("This service takes no webhooks here.")
+        verify(endpoint.app_secret, body, signature)
+        try:
+            doc = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            raise ValidationFailed("The webhook is not JSON.", field="$") from None
+        if not isinstance(doc, dict):
+            raise ValidationFailed("The webhook is not an object.", field="$")
+        try:
+            encrypted = _take_encrypted(service, doc)
+        except (ValueError, TypeError, AttributeError, msgspec.ValidationError):
+            raise ValidationFailed("Malformed encrypted message.", field="$.entry") from None
+        users = _Known(await self._known_ids(service, doc), service)
+        try:
+            events = TRANSLATORS[service].webhook_to_neutral(doc, users=users)
+        except TranslationError as exc:
+            raise ValidationFailed(exc.reason, field=f"$.{exc.field}") from None
+        items = [self._encrypted_item(service, users, e) for e in encrypted]
+        for event in events:
+            item = await self._item(service, event)
+            if item is not None:
+                items.append(item)
+        assert self.platform.sink is not None
+        accepted = []
+        for item in items:
+            try:
+                accepted.append(await self.platform.sink(item))
+            except GatewayError as exc:  # one unreachable recipient does not fail the batch
+                log.warning("platform_item_refused", service=service, problem=exc.type)
+        return accepted
+
+    async def _known_ids(self, service: str, doc: dict[str, Any]) -> dict[str, str]:
+        ids = sorted(_mentioned_ids(doc))
+        if not ids:
+            return {}
+        known = {}
+        for native_id in ids[:100]:  # a webhook batches a few events, not thousands
+            uri = await self.platform.store.fetchval(
+                "SELECT uri FROM platform_user_ids WHERE service = $1 AND native_id = $2",
+                service,
+                native_id,
+            )
+            if uri is not None:
+                known[native_id] = str(uri)
+        return known
+
+    def _encrypted_item(self, service: str, users: _Known, found: dict[str, Any]) -> Inbound:
+        recipient = users.uri_for(service, found["recipient"]) or platform_uri(
+            service, found["recipient"]
+        )
+        return Inbound(
+            native_id=found["id"], kind="message", service=service,
+            sender=platform_uri(service, found["sender"]), recipient=recipient,
+            sent_at=found["sent_at"], payload={"encrypted": found["encrypted"]},
+        )  # fmt: skip
+
+    async def _item(self, service: str, event: Any) -> Inbound | None:
+        env = event.envelope
+        common = {
+            "native_id": env.id, "kind": env.kind, "service": service, "sender": env.sender,
+            "recipient": env.recipient, "sent_at": env.sent_at,
+        }  # fmt: skip
+        if env.kind == "message":
+            if self.config.services[service].e2ee == "required" or event.content is None:
+                log.warning("platform_plaintext_refused", service=service)
+                return None
+            return Inbound(payload={"content": content_to_json(event.content)}, **common)
+        if env.kind == "typing":
+            return Inbound(payload={"state": event.typing}, **common)
+        receipt = event.receipt
+        if receipt is None or receipt.status not in ("delivered", "read"):
+            return None
+        gateway_id = await self._gateway_id(service, receipt.message_id)
+        if gateway_id is None:
+            return None
+        common["native_id"] = f"{env.id}:{receipt.status}"
+        return Inbound(payload={"message_id": gateway_id, "status": receipt.status}, **common)
+
+    async def _gateway_id(self, service: str, native_id: str) -> str | None:
+        # WhatsApp's translator strips the `wamid.` prefix the service answered with.
+        value = await self.platform.store.fetchval(
+            "SELECT message_id FROM platform_message_ids WHERE service = $1 "
+            "AND native_id IN ($2, $3)",
+            service,
+            native_id,
+            f"wamid.{native_id}",
+        )
+        return None if value is None else str(value)
+
+
+def _mentioned_ids(doc: dict[str, Any]) -> set[str]:
+    found: set[str] = set()
+    for entry in doc.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        for change in entry.get("changes") or []:
+            metadata = (change.get("value") or {}).get("metadata") or {}
+            found.add(str(metadata.get("display_phone_number", "")))
+        for event in entry.get("messaging") or []:
+            if isinstance(event, dict):
+                found.add(str((event.get("recipient") or {}).get("id", "")))
+    return found - {""}
+
+
+def _olm(value: Any) -> dict[str, Any]:
+    """Check an Olm message's shape (DESIGN §4.5) before it is relayed to a provider."""
+    return msgspec.to_builtins(msgspec.convert(value, OlmMessage))
+
+
+def _take_encrypted(service: str, doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """Remove the Olm messages from the webhook; return them with their addressing."""
+    out: list[dict[str, Any]] = []
+    for entry in doc.get("entry") or []:
+        if not isinstance(entry, dict):
+            continue
+        for change in entry.get("changes") or []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict) or not isinstance(value.get("messages"), list):
+                continue
+            recipient = str((value.get("metadata") or {}).get("display_phone_number", ""))
+            keep = []
+            for msg in value["messages"]:
+                if isinstance(msg, dict) and msg.get("type") == "encrypted":
+                    out.append({
+                        "id": str(msg.get("id")), "sender": str(msg.get("from")),
+                        "recipient": recipient, "encrypted": _olm(msg.get("encrypted")),
+                        "sent_at": int(msg.get("timestamp", 0)) * 1000,
+                    })  # fmt: skip
+                else:
+                    keep.append(msg)
+            value["messages"] = keep
+        if isinstance(entry.get("messaging"), list):
+            keep = []
+            for event in entry["messaging"]:
+                message = event.get("message") if isinstance(event, dict) else None
+                if isinstance(message, dict) and "encrypted" in message:
+                    out.append({
+                        "id": str(message.get("mid")),
+                        "sender": str((event.get("sender") or {}).get("id")),
+                        "recipient": str((event.get("recipient") or {}).get("id")),
+                        "encrypted": _olm(message["encrypted"]),
+                        "sent_at": int(event.get("timestamp", 0)),
+                    })  # fmt: skip
+                else:
+                    keep.append(event)
+            entry["messaging"] = keep
+    return out

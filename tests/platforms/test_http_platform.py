@@ -1,0 +1,191 @@
+"""The `http` platform against a fake Meta endpoint run in the test (never shipped)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import HttpPlatformConfig, PlatformEndpoint
+from gateway.crypto import OlmCiphertext, OlmParty
+from gateway.http.keys import CONSENT
+from tests.conftest import assert_problem
+from tests.http import providers
+from tests.http.relay_support import ThirdPartyUser, events_of, eventually
+from tests.http.test_relay_roundtrip import fast_config
+
+SECRET = "meta-app-secret"
+VERIFY = "meta-verify-token"
+WA_USER = "4915112345678"
+
+
+class FakeMetaPlatform:
+    """WhatsApp's side: one user with an Olm account, a send endpoint that can go down."""
+
+    def __init__(self) -> None:
+        self.party = OlmParty()
+        self.bundle = self.party.key_bundle(5, fallback=True)
+        self.up = True
+        self.received: list[dict[str, Any]] = []
+        self.refused = 0
+        self.app = web.Application()
+        self.app.router.add_post("/whatsapp/messages", self.messages)
+        self.app.router.add_get("/whatsapp/keys", self.keys)
+
+    async def messages(self, request: web.Request) -> web.Response:
+        if not self.up:
+            self.refused += 1
+            return web.json_response({"error": {"message": "internal detail"}}, status=503)
+        body = await request.json()
+        self.received.append(body)
+        return web.json_response({"messages": [{"id": f"wamid.N{len(self.received)}"}]})
+
+    async def keys(self, request: web.Request) -> web.Response:
+        if request.query["user"] != WA_USER:
+            return web.Response(status=404)
+        key_id, otk = next(iter(self.bundle.one_time_keys.items()))
+        return web.json_response({
+            "user": "ignored", "identity_key": self.bundle.identity_key,
+            "signing_key": self.bundle.signing_key,
+            "one_time_key": {"key_id": key_id, "key": otk.key, "signature": otk.signature},
+            "fallback_key": None,
+        })  # fmt: skip
+
+    def decrypt(self, body: dict[str, Any]) -> Any:
+        enc = body["encrypted"]
+        wire = OlmCiphertext.from_wire(enc["type"], enc["body"], enc["sender_key"])
+        return json.loads(self.party.decrypt(wire))
+
+
+def signed(payload: dict[str, Any], secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
+    body = json.dumps(payload).encode()
+    mac = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"X-Hub-Signature-256": f"sha256={mac}", "Content-Type": "application/json"}
+
+
+def wa_webhook(value: dict[str, Any], to: str) -> dict[str, Any]:
+    metadata = {"display_phone_number": to, "phone_number_id": to}
+    change = {"field": "messages", "value": {"messaging_product": "whatsapp",
+                                             "metadata": metadata, **value}}  # fmt: skip
+    return {"object": "whatsapp_business_account", "entry": [{"id": to, "changes": [change]}]}
+
+
+@pytest.fixture
+async def meta(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any:
+    fake = FakeMetaPlatform()
+    server = await aiohttp_server(fake.app)
+    endpoint = PlatformEndpoint(
+        url=str(server.make_url("/whatsapp/messages")), app_secret=SECRET,
+        verify_token=VERIFY, keys_url=str(server.make_url("/whatsapp/keys")),
+    )  # fmt: skip
+    config = fast_config(tmp_path / "data")
+    config = msgspec.structs.replace(
+        config,
+        platforms="http",
+        http_platform=HttpPlatformConfig(timeout_s=2, services={"whatsapp": endpoint}),
+    )
+    app = create_app(config)
+    app.middlewares.append(providers.test_principal_middleware)
+    client = await aiohttp_client(app)
+    await app[CONSENT].set(f"mimi://whatsapp/u/{WA_USER}", ["acme"])
+    return client, fake
+
+
+async def test_round_trip_outage_statuses_and_a_reply(meta: Any) -> None:
+    client, fake = meta
+    peer = f"mimi://whatsapp/u/{WA_USER}"
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    fake.up = False
+    native = {"type": "text", "text": {"body": "hello meta"}}
+    body = alice.message(peer, encrypted=await alice.encrypt_for(peer, native))
+    assert (await alice.send(body)).status == 202
+
+    async def refused() -> bool:
+        return fake.refused >= 2
+
+    await eventually(refused)
+    fake.up = True
+    await eventually(lambda: _received(fake, 1))
+    assert len(fake.received) == 1  # once, despite the retries
+    sent = fake.received[0]
+    assert (sent["to"], sent["type"]) == (WA_USER, "encrypted")
+    assert fake.decrypt(sent) == native
+    alice_native = sent["from"]
+    assert alice_native.isdigit() and alice_native != WA_USER
+
+    # WhatsApp reports the message delivered, then its user answers, encrypted.
+    status = {"id": "wamid.N1", "status": "delivered", "timestamp": str(int(time.time())),
+              "recipient_id": WA_USER}  # fmt: skip
+    raw, headers = signed(wa_webhook({"statuses": [status]}, alice_native))
+    response = await client.post("/platform/v1/whatsapp/webhook", data=raw, headers=headers)
+    assert response.status == 200, await response.text()
+    (receipt,) = await events_of(client, "acme", "receipt")
+    assert (receipt["message_id"], receipt["status"]) == (body["id"], "delivered")
+
+    reply = fake.party.encrypt(alice.party.identity_key, b'{"type":"text","text":{"body":"hi"}}')
+    message = {"from": WA_USER, "id": "wamid.R1", "timestamp": str(int(time.time())),
+               "type": "encrypted", "encrypted": reply.to_wire()}  # fmt: skip
+    raw, headers = signed(wa_webhook({"messages": [message]}, alice_native))
+    response = await client.post("/platform/v1/whatsapp/webhook", data=raw, headers=headers)
+    assert await response.json() == {"accepted": 1}
+    (event,) = await events_of(client, "acme", "message")
+    assert (event["from"], event["to"]) == (peer, alice.uri)
+    assert alice.decrypt(event["encrypted"]) == {"type": "text", "text": {"body": "hi"}}
+
+
+async def _received(fake: FakeMetaPlatform, n: int) -> bool:
+    return len(fake.received) >= n
+
+
+async def test_bad_signatures_change_nothing(meta: Any) -> None:
+    client, _ = meta
+    payload = wa_webhook({"statuses": []}, "1")
+    for headers in (
+        signed(payload, secret="wrong")[1],
+        {"Content-Type": "application/json"},
+        {"Content-Type": "application/json", "X-Hub-Signature-256": "sha256=00"},
+    ):
+        response = await client.post(
+            "/platform/v1/whatsapp/webhook", data=json.dumps(payload), headers=headers
+        )
+        body = await response.json()
+        assert_problem(response.status, response.content_type, body, 401,
+                       "/problems/invalid-signature")  # fmt: skip
+        assert body["field"] == "X-Hub-Signature-256"
+    assert await events_of(client, "acme", "message") == []
+    raw, headers = signed(payload)
+    response = await client.post("/platform/v1/messenger/webhook", data=raw, headers=headers)
+    assert response.status == 404  # no endpoint configured for messenger
+    raw, headers = signed({"object": "whatsapp_business_account", "entry": "x"})
+    response = await client.post("/platform/v1/whatsapp/webhook", data=raw, headers=headers)
+    assert response.status == 422
+
+
+async def test_verification_handshake(meta: Any) -> None:
+    client, _ = meta
+    query = {"hub.mode": "subscribe", "hub.verify_token": VERIFY, "hub.challenge": "1158201444"}
+    response = await client.get("/platform/v1/whatsapp/webhook", params=query)
+    assert response.status == 200
+    assert await response.text() == "1158201444"
+    response = await client.get(
+        "/platform/v1/whatsapp/webhook", params=query | {"hub.verify_token": "nope"}
+    )
+    assert response.status == 401
+    assert (await response.json())["type"] == "/problems/invalid-signature"
+
+
+async def test_sandbox_routes_are_absent_with_the_http_platform(meta: Any) -> None:
+    client, _ = meta
+    from tests.conftest import admin_headers
+
+    response = await client.get("/sandbox/v1/inbox", params={"user": "x"}, headers=admin_headers())
+    assert response.status == 404
