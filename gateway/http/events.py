@@ -40,7 +40,7 @@ def _number(request: web.Request, name: str, default: float, top: float) -> floa
 @requires_scope("events")
 async def pull(request: web.Request) -> web.Response:
     """Events after the cursor (default: the last ack), waiting up to `wait` seconds."""
-    client_id = provider(request, "events")
+    client_id = provider(request)
     after = parse_cursor(request.query.get("after"), "after")
     limit = int(_number(request, "limit", 100, MAX_LIMIT)) or 1
     wait = _number(request, "wait", 0, MAX_WAIT_S)
@@ -52,7 +52,7 @@ async def pull(request: web.Request) -> web.Response:
 @requires_scope("events")
 async def ack(request: web.Request) -> web.Response:
     """Acknowledge every event up to `cursor`: they leave the queue."""
-    client_id = provider(request, "events")
+    client_id = provider(request)
     body = await decode_json(request, AckIn)
     cursor = parse_cursor(body.cursor, "$.cursor")
     if cursor is None:
@@ -75,7 +75,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
     Unacknowledged events are sent again on the next connection (at least once).
     """
-    client_id = provider(request, "events")
+    client_id = provider(request)
     queue = request.app[EVENTS]
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)

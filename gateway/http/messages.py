@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.http.auth import requires_scope
+from gateway.http.auth import current_provider, requires_scope
 from gateway.http.body import decode_json, json_response
-from gateway.http.key_directory import require_provider
 from gateway.http.keys import AUDIT, AUDIT_LOG, RELAY
 from gateway.service.relay import AuditHook
 from gateway.service.relay_types import (
@@ -21,11 +20,11 @@ from gateway.store import Tx
 routes = web.RouteTableDef()
 
 
-def provider(request: web.Request, scope: str) -> str:
-    """The calling provider's client id, if its token carries `scope`."""
-    who = require_provider(request, scope)
-    assert who.client_id is not None
-    return who.client_id
+def provider(request: web.Request) -> str:
+    """The calling provider's client id (its scopes were checked by the auth middleware)."""
+    client_id = current_provider(request).client_id
+    assert client_id is not None
+    return client_id
 
 
 def audited(request: web.Request, *subjects: str) -> AuditHook | None:
@@ -45,7 +44,7 @@ def audited(request: web.Request, *subjects: str) -> AuditHook | None:
 @requires_scope("messages")
 async def send_message(request: web.Request) -> web.Response:
     """Accept a message for a platform user (202; idempotent on the message id)."""
-    client_id = provider(request, "messages")
+    client_id = provider(request)
     body = await decode_json(request, MessageIn)
     gateway_id = await request.app[RELAY].send_message(
         client_id, body, audit=audited(request, body.sender, body.recipient)
@@ -57,7 +56,7 @@ async def send_message(request: web.Request) -> web.Response:
 @requires_scope("messages")
 async def send_receipt(request: web.Request) -> web.Response:
     """Accept a delivered/read receipt for a message a platform user sent."""
-    client_id = provider(request, "messages")
+    client_id = provider(request)
     body = await decode_json(request, ReceiptIn)
     gateway_id = await request.app[RELAY].send_receipt(
         client_id, body, audit=audited(request, body.sender, body.recipient)
@@ -69,7 +68,7 @@ async def send_receipt(request: web.Request) -> web.Response:
 @requires_scope("messages")
 async def send_typing(request: web.Request) -> web.Response:
     """Accept a typing signal."""
-    client_id = provider(request, "messages")
+    client_id = provider(request)
     body = await decode_json(request, TypingIn)
     gateway_id = await request.app[RELAY].send_typing(
         client_id, body, audit=audited(request, body.sender, body.recipient)
@@ -81,6 +80,6 @@ async def send_typing(request: web.Request) -> web.Response:
 @requires_scope("lookup")
 async def lookup(request: web.Request) -> web.Response:
     """Platform users by native identifier; only those who consented to the caller."""
-    client_id = provider(request, "lookup")
+    client_id = provider(request)
     body = await decode_json(request, LookupIn)
     return json_response(await request.app[RELAY].lookup(client_id, body))

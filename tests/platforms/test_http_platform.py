@@ -93,7 +93,7 @@ async def meta(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any:
         http_platform=HttpPlatformConfig(timeout_s=2, services={"whatsapp": endpoint}),
     )
     app = create_app(config)
-    app.middlewares.append(providers.test_principal_middleware)
+    providers.act_as_providers(app)
     client = await aiohttp_client(app)
     await app[CONSENT].set(f"mimi://whatsapp/u/{WA_USER}", ["acme"])
     return client, fake
