@@ -305,6 +305,7 @@ class Relay:
             return gateway_id, True
 
         result, fresh = await self.store.write(f"relay_receive_{item.kind}", unit)
+        self._backlogs.pop(client_id, None)  # recount at the next check: it just grew
         if fresh and item.kind == "message":
             type_ = "encrypted" if "encrypted" in item.payload else "plaintext"
             metrics.MESSAGES_ACCEPTED.labels(item.service, type_, "to_provider").inc()
