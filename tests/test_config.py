@@ -80,3 +80,22 @@ def test_serve_with_a_bad_value_exits_2_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "server.port" in lines[0]
     assert not (tmp_path / "gateway.db").exists()
+
+
+def test_auth_and_limits_sections() -> None:
+    from gateway.config import BucketConfig
+
+    config = load_config(env={})
+    assert config.auth.access_token_ttl_s == 600
+    assert config.auth.assertion_max_lifetime_s == 300
+    assert config.limits.enabled is True
+    env = {"GATEWAY_LIMITS__MESSAGES__RATE_PER_S": "2", "GATEWAY_LIMITS__MESSAGES__BURST": "5"}
+    assert load_config(env=env).limits.messages == BucketConfig(rate_per_s=2.0, burst=5)
+    # A bucket is given whole: half a table names the missing key.
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"GATEWAY_LIMITS__MESSAGES__BURST": "5"})
+    assert caught.value.key == "limits.messages"
+    assert "rate_per_s" in caught.value.problem
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"GATEWAY_AUTH__ACCESS_TOKEN_TTL_S": "0"})
+    assert caught.value.key == "auth.access_token_ttl_s"
