@@ -20,6 +20,7 @@ from gateway.service.interop_requests import (
     RequestStatus,
 )
 from gateway.service.providers import ProviderState
+from gateway.service.scopes import ordered
 
 routes = web.RouteTableDef()
 
@@ -114,7 +115,7 @@ async def me(request: web.Request) -> web.Response:
             services=provider.services,
             functionalities=provider.functionalities,
             granted_scopes=provider.scopes,
-            token_scopes=sorted(principal.scopes),
+            token_scopes=ordered(principal.scopes),
             webhook_url=provider.webhook_url,
         )
     )

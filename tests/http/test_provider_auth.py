@@ -269,7 +269,7 @@ async def test_me_shows_the_provider_and_this_tokens_scopes(tclient: Any) -> Non
         "services": ["whatsapp"],
         "functionalities": me["functionalities"],
         "granted_scopes": ["messages", "events", "keys", "lookup", "media"],
-        "token_scopes": ["lookup", "messages"],
+        "token_scopes": ["messages", "lookup"],
         "webhook_url": None,
     }
     assert "text" in me["functionalities"]
