@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 
-from gateway import __version__, audit_cli
+from gateway import __version__, audit_cli, bench
 from gateway.config import Config, ConfigError, load_config
 from gateway.store.base import StoreError
 
@@ -71,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a third-party user and a sandbox WhatsApp user, E2EE")
     demo.set_defaults(run=cmd_demo)
     audit_cli.register(sub)
+    bench.register(sub)
     return parser
 
 
