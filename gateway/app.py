@@ -65,6 +65,7 @@ from gateway.service.access_tokens import AccessTokens
 from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
+from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
 from gateway.service.interop_requests import InteropRequests
@@ -72,12 +73,13 @@ from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
 from gateway.service.periodic import Periodic
+from gateway.service.providers import TOPIC as providers_topic
 from gateway.service.providers import ProviderRegistry
-from gateway.service.ratelimit import MemoryRateLimiter
+from gateway.service.ratelimit import rate_limiter
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher
-from gateway.store import open_store
+from gateway.store import Store, StoreError, open_store
 from gateway.store.blobs import FileBlobStore
 
 __all__ = ["ADMIN_TOKEN", "CONFIG", "OFFER", "STORE", "create_app"]
@@ -91,8 +93,20 @@ async def storage_ctx(app: web.Application) -> AsyncIterator[None]:
         pool_size=config.storage.pool_size,
         statement_timeout_s=config.storage.statement_timeout_s,
     )
+    await hold_or_close(
+        app[STORE], f"replica:{config.replica_id}", "give each replica its own GATEWAY_REPLICA_ID"
+    )
     yield
     await app[STORE].close()
+
+
+async def hold_or_close(store: Store, name: str, hint: str) -> None:
+    """Hold `name` for this process (replicas on PostgreSQL) or close the store and refuse."""
+    try:
+        await store.hold_exclusive(name)
+    except StoreError as exc:
+        await store.close()
+        raise StoreError(f"{exc}: {hint}") from None
 
 
 async def secrets_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -171,7 +185,8 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
     app[AUTHENTICATOR] = ProviderAuthenticator(
         tokens, providers, cache_max=config.auth.token_cache_max
     )
-    app[RATE_LIMITER] = MemoryRateLimiter()
+    app[RATE_LIMITER] = rate_limiter(store)
+    await store.subscribe(providers_topic, providers.heard)
     yield
 
 
@@ -179,6 +194,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     """Events, consent, the platform connector, the relay and its delivery workers."""
     config, store = app[CONFIG], app[STORE]
     app[EVENTS] = queue = EventQueue(store)
+    await store.subscribe(events_topic, queue.heard)
     app[CONSENT] = consent = ConsentRegistry(store, queue)
     directory = app[KEY_DIRECTORY]
     session = aiohttp.ClientSession()
@@ -201,8 +217,9 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         app[INGRESS] = Ingress(config, platform)
     app[PLATFORM] = platform
     app[DELIVERY] = worker = DeliveryWorker(
-        store, platform, consent, queue, config.relay, audit_events=app[AUDIT_LOG]
-    )
+        store, platform, consent, queue, config.relay, audit_events=app[AUDIT_LOG],
+        replica_id=config.replica_id,
+    )  # fmt: skip
     app[RELAY] = relay = Relay(
         store, config, platform, consent, queue,
         outbox_depth=lambda: worker.depth, on_outbox=worker.wake, audit_events=app[AUDIT_LOG],

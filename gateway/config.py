@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,9 +32,15 @@ class _Section(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
+ReplicaId = Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]{1,64})?$")]
+
+
 class ServerConfig(_Section):
     host: str = "127.0.0.1"
     port: Port = 8080
+    # This process among the replicas sharing a PostgreSQL database (README "Scaling out"):
+    # names its outbox leases and, by default there, its audit chain. Empty: the host name.
+    replica_id: ReplicaId = ""
     # The URL third parties reach us at; the token endpoint's `aud` is derived from it.
     public_url: str = ""
     max_body_bytes: Positive = 1024 * 1024
@@ -61,6 +69,7 @@ class MetricsConfig(_Section):
 
 class AuditConfig(_Section):
     # One hash chain per writer: replicas sharing a PostgreSQL database each need their own id.
+    # Unset: `main` on SQLite, the replica id on PostgreSQL (see load_config).
     chain_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "main"
     # A signed checkpoint after this many records or this many seconds, whichever comes first.
     checkpoint_every: Positive = 1000
@@ -220,6 +229,10 @@ class Config(_Section):
         return self.storage.database_url or f"sqlite:///{self.data_path / 'gateway.db'}"
 
     @property
+    def replica_id(self) -> str:
+        return self.server.replica_id or default_replica_id()
+
+    @property
     def base_url(self) -> str:
         if self.server.public_url:
             return self.server.public_url.rstrip("/")
@@ -237,7 +250,14 @@ ENV_ALIASES: dict[str, tuple[str, ...]] = {
     "GATEWAY_PLATFORMS": ("platforms",),
     "GATEWAY_LOG_FORMAT": ("log", "format"),
     "GATEWAY_LOG_LEVEL": ("log", "level"),
+    "GATEWAY_REPLICA_ID": ("server", "replica_id"),
 }
+
+
+def default_replica_id() -> str:
+    """The host name, in the replica id alphabet (a container's or pod's name)."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64]
+    return name or "gateway"
 
 
 def _set_path(tree: dict[str, Any], path: tuple[str, ...], value: str) -> None:
@@ -297,7 +317,18 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
         config = msgspec.convert(raw, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(*_key_of(exc)) from None
-    return _check(config)
+    return _replica_defaults(_check(config), chain_set="chain_id" in raw.get("audit", {}))
+
+
+def _replica_defaults(config: Config, *, chain_set: bool) -> Config:
+    # Each replica on a shared PostgreSQL database writes its own audit chain, so unless one
+    # is configured the chain is named after the replica; SQLite has one writer: `main`.
+    server = msgspec.structs.replace(config.server, replica_id=config.replica_id)
+    config = msgspec.structs.replace(config, server=server)
+    if chain_set or config.database_url.startswith("sqlite:"):
+        return config
+    audit = msgspec.structs.replace(config.audit, chain_id=config.replica_id)
+    return msgspec.structs.replace(config, audit=audit)
 
 
 def _check(config: Config) -> Config:

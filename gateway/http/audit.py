@@ -21,6 +21,7 @@ from gateway.service.audit.checkpoints import load_signer
 from gateway.service.audit.export import export_lines, parse_instant
 from gateway.service.audit.log import AuditContext, AuditLog
 from gateway.service.audit.pseudonym import load_pseudonymizer
+from gateway.store import StoreError
 
 log = structlog.get_logger("gateway.audit")
 
@@ -39,6 +40,11 @@ _problem_decoder = msgspec.json.Decoder(_ProblemType)
 async def audit_ctx(app: web.Application) -> AsyncIterator[None]:
     """Keys, the audit log and the checkpoint worker; a last checkpoint at shutdown."""
     config = app[CONFIG]
+    # One live writer per chain: a second replica with the same chain_id would fork it.
+    try:
+        await app[STORE].hold_exclusive(f"audit-chain:{config.audit.chain_id}")
+    except StoreError as exc:
+        raise StoreError(f"{exc}: give each replica its own [audit] chain_id") from None
     signer = await asyncio.to_thread(load_signer, config.data_path)
     assert signer is not None
     pseudonymize = await asyncio.to_thread(load_pseudonymizer, config.data_path)

@@ -10,6 +10,9 @@ An outage switch per service lets integrators watch the gateway retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
+import random
 import time
 import uuid
 from typing import Any, Literal
@@ -18,7 +21,7 @@ import msgspec
 import structlog
 
 from gateway.content import ContentError, content_from_json
-from gateway.crypto import DecryptionFailed, OlmCiphertext
+from gateway.crypto import DecryptionFailed, OlmCiphertext, OlmParty
 from gateway.errors import Conflict, ContentRejected, NotFound, UnknownRecipient, ValidationFailed
 from gateway.platforms.base import (
     SERVICES,
@@ -38,9 +41,17 @@ from gateway.platforms.native import (
     receipt_webhook,
     send_object_webhook,
 )
-from gateway.platforms.sandbox_state import REPLENISH_BELOW, SandboxState, SandboxUser
+from gateway.platforms.sandbox_state import (
+    REPLENISH_BELOW,
+    SandboxState,
+    SandboxUser,
+    StaleAccount,
+)
 
 log = structlog.get_logger(__name__)
+
+# Tries at an Olm account another replica keeps changing, before giving up for now.
+ACCOUNT_ATTEMPTS = 20
 
 
 def now_ms() -> int:
@@ -113,7 +124,9 @@ class SandboxPlatform:
     async def claim_key_bundle(self, user_uri: str) -> ClaimedBundle | None:
         bundle, left = await self.state.claim(user_uri)
         if bundle is not None and left < REPLENISH_BELOW:
-            await self.state.replenish(user_uri)
+            # Another replica using the account meanwhile: the next claim replenishes.
+            with contextlib.suppress(StaleAccount):
+                await self.state.replenish(user_uri)
         return bundle
 
     async def deliver(self, item: Outgoing) -> None:
@@ -139,14 +152,23 @@ class SandboxPlatform:
             )
             return
         async with self._lock(user.uri):
-            await self._receive_message(user, item)
+            for _ in range(ACCOUNT_ATTEMPTS):
+                try:
+                    await self._receive_message(user, item)
+                    break
+                except StaleAccount:  # another replica decrypted for this user meanwhile
+                    await asyncio.sleep(random.uniform(0.005, 0.03))
+            else:
+                raise RetryableDelivery("recipient_busy")
         self._acknowledge(user, item)
 
     async def _receive_message(self, user: SandboxUser, item: Outgoing) -> None:
         if await self.state.has_received(user.uri, item.id):
             return  # a redelivery: the Olm message was consumed the first time
-        party = await self.state.party(user.uri)
+        party: OlmParty | None = None
+        version = 0
         if "encrypted" in item.payload:
+            party, version = await self.state.party(user.uri)
             wire = item.payload["encrypted"]
             try:
                 plaintext = party.decrypt(
@@ -154,6 +176,8 @@ class SandboxPlatform:
                 )
                 message = msgspec.json.decode(plaintext)
             except (DecryptionFailed, msgspec.DecodeError):
+                if await self.state.has_received(user.uri, item.id):
+                    return  # another replica got it in between: its session was consumed
                 raise PermanentDelivery("undecryptable") from None
             objects = [message]
         else:
@@ -171,7 +195,8 @@ class SandboxPlatform:
             raise PermanentDelivery("not_a_native_message") from None
 
         async def unit(tx: Any) -> None:
-            await self.state.save_party_in(tx, user.uri, party)
+            if party is not None:  # first: the account's row lock orders duplicate deliveries
+                await self.state.save_party_in(tx, user.uri, party, version)
             for i, envelope in enumerate(envelopes):
                 inbox_id = item.id if i == 0 else f"{item.id}.{i}"
                 await self.state.deliver_in(tx, user.uri, inbox_id, envelope)
@@ -219,16 +244,25 @@ class SandboxPlatform:
         if bundle is None:
             raise UnknownRecipient("No such third-party user has published keys.", field="$.to")
         async with self._lock(user.uri):
-            party = await self.state.party(user.uri)
-            otk = bundle.one_time_key or bundle.fallback_key
-            ciphertext = party.encrypt(
-                bundle.identity_key,
-                msgspec.json.encode(message),
-                one_time_key=None if otk is None else otk.key,
-            )
-            await self.state.store.write(
-                "sandbox_send", lambda tx: self.state.save_party_in(tx, user.uri, party)
-            )
+            for _ in range(ACCOUNT_ATTEMPTS):
+                party, version = await self.state.party(user.uri)
+                otk = bundle.one_time_key or bundle.fallback_key
+                ciphertext = party.encrypt(
+                    bundle.identity_key,
+                    msgspec.json.encode(message),
+                    one_time_key=None if otk is None else otk.key,
+                )
+                try:
+                    await self.state.store.write(
+                        "sandbox_send",
+                        functools.partial(self.state.save_party_in, uri=user.uri, party=party,
+                                          version=version),
+                    )  # fmt: skip
+                    break
+                except StaleAccount:  # another replica used this account meanwhile
+                    await asyncio.sleep(random.uniform(0.005, 0.03))
+            else:
+                raise Conflict("This sandbox user is busy; try again.", field="$.from")
         assert self.sink is not None
         return await self.sink(
             Inbound(

@@ -3,6 +3,12 @@
 Olm accounts are vodozemac pickles and inbox payloads are AES-256-GCM sealed, both under the
 sandbox key (`<data_dir>/sandbox-key`), so the decrypted messages the simulated users hold
 never reach the database file in clear (the gateway itself must not be able to read them).
+
+An Olm account changes with each message it decrypts or encrypts, and replicas sharing the
+database may handle one user at once: an account is saved only over the version it was read
+at (`olm_version`, compare and set), else `StaleAccount` and the caller starts again from the
+stored account. On PostgreSQL the row is locked NOWAIT first: a write unit never waits for
+another replica's transaction.
 """
 
 from __future__ import annotations
@@ -33,6 +39,27 @@ def load_sandbox_key(data_dir: Path) -> bytes:
     """The 32-byte key of the sandbox's pickles and sealed inboxes (created once, 0600)."""
     key, _ = load_or_create(data_dir / "sandbox-key", lambda: secrets.token_bytes(32))
     return key
+
+
+class StaleAccount(Exception):
+    """The Olm account changed (or is being changed) since it was read: read it again."""
+
+
+# SQLSTATE lock_not_available: FOR UPDATE NOWAIT met another transaction's lock.
+LOCK_NOT_AVAILABLE = "55P03"
+_LOCK_SQL = {
+    "sqlite": "SELECT olm_version FROM sandbox_users WHERE uri = $1",
+    "postgres": "SELECT olm_version FROM sandbox_users WHERE uri = $1 FOR UPDATE NOWAIT",
+}
+
+
+# A key another replica is claiming right now is skipped, not waited for (never handed twice:
+# the claim is the row lock and `claimed_at`).
+_CLAIM = (
+    "SELECT key_id, key, signature FROM sandbox_one_time_keys "
+    "WHERE user_uri = $1 AND claimed_at IS NULL ORDER BY key_id LIMIT 1"
+)
+_CLAIM_SQL = {"sqlite": _CLAIM, "postgres": _CLAIM + " FOR UPDATE SKIP LOCKED"}
 
 
 class SandboxUser(msgspec.Struct, frozen=True, kw_only=True):
@@ -93,15 +120,29 @@ class SandboxState:
         )
         return None if row is None else SandboxUser(**dict(row))
 
-    async def party(self, uri: str) -> OlmParty:
-        state = await self.store.fetchval(
-            "SELECT olm_state FROM sandbox_users WHERE uri = $1", uri
+    async def party(self, uri: str) -> tuple[OlmParty, int]:
+        """The user's Olm account and the version it was read at (for `save_party_in`)."""
+        row = await self.store.fetchrow(
+            "SELECT olm_state, olm_version FROM sandbox_users WHERE uri = $1", uri
         )
-        return OlmParty.from_pickle(bytes(state), self.key)
+        assert row is not None
+        return OlmParty.from_pickle(bytes(row["olm_state"]), self.key), int(row["olm_version"])
 
-    async def save_party_in(self, tx: Tx, uri: str, party: OlmParty) -> None:
+    async def save_party_in(self, tx: Tx, uri: str, party: OlmParty, version: int) -> None:
+        """Save the account over `version`; StaleAccount if it moved or is locked meanwhile."""
+        try:
+            current = await tx.fetchval(_LOCK_SQL[self.store.dialect], uri)
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+                raise StaleAccount(uri) from None
+            raise
+        if current != version:
+            raise StaleAccount(uri)
         await tx.execute(
-            "UPDATE sandbox_users SET olm_state = $1 WHERE uri = $2", party.pickle(self.key), uri
+            "UPDATE sandbox_users SET olm_state = $1, olm_version = $2 WHERE uri = $3",
+            party.pickle(self.key),
+            version + 1,
+            uri,
         )
 
     async def claim(self, uri: str) -> tuple[ClaimedBundle | None, int]:
@@ -113,11 +154,7 @@ class SandboxState:
             )
             if user is None:
                 return None, 0
-            otk = await tx.fetchrow(
-                "SELECT key_id, key, signature FROM sandbox_one_time_keys "
-                "WHERE user_uri = $1 AND claimed_at IS NULL ORDER BY key_id LIMIT 1",
-                uri,
-            )
+            otk = await tx.fetchrow(_CLAIM_SQL[self.store.dialect], uri)
             fallback = None
             if otk is not None:
                 await tx.execute(
@@ -147,11 +184,11 @@ class SandboxState:
 
     async def replenish(self, uri: str) -> None:
         """Publish fresh one-time keys, as a client does when its server says it is low."""
-        party = await self.party(uri)
+        party, version = await self.party(uri)
         bundle = party.key_bundle(ONE_TIME_KEYS)
 
         async def unit(tx: Tx) -> None:
-            await self.save_party_in(tx, uri, party)
+            await self.save_party_in(tx, uri, party, version)
             await tx.executemany(
                 "INSERT INTO sandbox_one_time_keys (user_uri, key_id, key, signature) "
                 "VALUES ($1, $2, $3, $4)",

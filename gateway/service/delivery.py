@@ -1,6 +1,7 @@
 """Delivery workers: outbox rows to the platform, in order per conversation, at least once.
 
-Woken at once when an accepting unit commits (`wake`), polling as a fallback. A retryable
+Woken at once when an accepting unit commits (`wake`) here, or on another replica (the store's
+`outbox` notification), polling as a fallback. A retryable
 failure is retried with exponential backoff and full jitter; past the budget, or on a permanent
 failure, the message is dead-lettered and its provider gets a `delivery_failed` event.
 Consent is checked again just before delivery: a revocation after acceptance wins.
@@ -56,8 +57,10 @@ class DeliveryWorker:
         config: RelayConfig,
         *,
         audit_events: AuditLog | None = None,
+        replica_id: str = "",
     ) -> None:
         self.store = store
+        self.replica_id = replica_id
         self.platform = platform
         self.consent = consent
         self.events = events
@@ -78,9 +81,21 @@ class DeliveryWorker:
         return self._task is not None and not self._task.done()
 
     async def start(self) -> None:
-        """Start the loop; on SQLite (one process) first release leases a crash left behind."""
+        """Start the loop, first releasing the leases a crash of this process left behind.
+
+        On SQLite that is every lease (one process); on PostgreSQL those of this replica id,
+        which no other live process holds (Store.hold_exclusive).
+        """
         if self.store.dialect == "sqlite":
             await self.store.write("outbox_release_leases", outbox.release_all)
+        else:
+            replica = self.replica_id
+
+            async def release(tx: Tx) -> int:
+                return await outbox.release_replica(tx, replica)
+
+            await self.store.write("outbox_release_leases", release)
+        await self.store.subscribe(outbox.TOPIC, lambda _: self._wakeup.set())
         await self._refresh_stats()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="relay-delivery")
 
@@ -109,10 +124,10 @@ class DeliveryWorker:
         """Claim one batch and deliver it; True if there was work."""
         self._wakeup.clear()
         lease_ms = int(self.config.lease_s * 1000)
-        dialect, limit = self.store.dialect, self.config.claim_batch
+        dialect, limit, replica = self.store.dialect, self.config.claim_batch, self.replica_id
 
         async def claim(tx: Tx) -> list[Row]:
-            return await outbox.claim(tx, dialect, now_ms(), lease_ms, limit)
+            return await outbox.claim(tx, dialect, now_ms(), lease_ms, limit, replica)
 
         rows = await self.store.write("outbox_claim", claim)
         # Each row heads a different conversation: they may go out concurrently.
@@ -156,10 +171,12 @@ class DeliveryWorker:
                 await self._delivered(row)
 
     async def _delivered(self, row: Row) -> None:
-        at = now_ms()
+        at, dialect = now_ms(), self.store.dialect
 
         async def unit(tx: Tx) -> None:
-            await outbox.finish(tx, row["seq"], row["message_id"], "delivered", at)
+            await outbox.finish(
+                tx, row["seq"], row["message_id"], "delivered", at, dialect=dialect
+            )
             await self._audit_in(tx, row, "message.deliver", direction="to_platform")
 
         await self.store.write("outbox_delivered", unit)
@@ -189,21 +206,25 @@ class DeliveryWorker:
             return
         at = now_ms() + int(self.backoff_s(attempts) * 1000)
 
+        dialect, replica = self.store.dialect, self.replica_id
+
         async def unit(tx: Tx) -> None:
-            await outbox.retry_later(tx, row["seq"], attempts, at)
+            await outbox.retry_later(
+                tx, row["seq"], attempts, at, dialect=dialect, replica=replica
+            )
 
         await self.store.write("outbox_retry", unit)
         log.info("delivery_retry", service=row["service"], attempts=attempts, reason=exc.reason)
 
     async def _fail(self, row: Row, reason: str) -> None:
-        at = now_ms()
+        at, dialect = now_ms(), self.store.dialect
         event = DeliveryFailedEvent(
             message_id=row["client_msg_id"], gateway_id=row["message_id"], sender=row["sender"],
             recipient=row["recipient"], reason=reason, at=at,
         )  # fmt: skip
 
         async def unit(tx: Tx) -> None:
-            await outbox.finish(tx, row["seq"], row["message_id"], "failed", at)
+            await outbox.finish(tx, row["seq"], row["message_id"], "failed", at, dialect=dialect)
             await tx.execute(
                 "INSERT INTO relay_dead_letters (message_id, service, attempts, reason, "
                 "failed_at) VALUES ($1, $2, $3, $4, $5)",

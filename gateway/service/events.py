@@ -2,8 +2,9 @@
 
 Events are rows ordered by a global sequence; a provider's cursor is the sequence of the last
 event it has seen. An event leaves the queue only when acknowledged (pull, WebSocket) or pushed
-with a 2xx (webhook). Waiters are woken when a unit that appended for them commits; with
-several replicas a waiter also polls, since wake-ups are local to a process.
+with a 2xx (webhook). Waiters are woken when a unit that appended for them commits, here or
+(through the store's `events` notification, `heard`) on another replica; they also poll, in
+case a notification was lost.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from gateway.store import Store, Tx
 
 _encoder = msgspec.json.Encoder()
 POLL_FALLBACK_S = 2.0
+# The topic of Store notifications that a provider has new events (payload: its client id).
+TOPIC = "events"
 
 
 def now_ms() -> int:
@@ -64,6 +67,7 @@ class EventQueue:
             now_ms(),
         )
         tx.on_commit(lambda: self._notify(client_id))
+        tx.notify(TOPIC, client_id)
 
     async def append(self, client_id: str, event: Event | dict[str, Any]) -> None:
         """Append in a write unit of its own; return once durable."""
@@ -79,6 +83,20 @@ class EventQueue:
             signal.set()
         for listener in self.listeners:
             listener(client_id)
+
+    def heard(self, client_id: str | None) -> None:
+        """Another replica appended for `client_id` (None: maybe for anyone): wake waiters.
+
+        Only the long polls and WebSockets here: the webhook push of those events is the
+        appending replica's (a pusher here still finds them at its next poll).
+        """
+        if client_id is None:
+            signals, self._signals = list(self._signals.values()), {}
+        else:
+            signal = self._signals.pop(client_id, None)
+            signals = [] if signal is None else [signal]
+        for signal in signals:
+            signal.set()
 
     async def read(self, client_id: str, after: int | None, limit: int) -> EventPage:
         """Events after `after` (default: the last ack), oldest first, at most `limit`."""

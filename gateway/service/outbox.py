@@ -1,8 +1,18 @@
 """The delivery outbox's SQL in one place, with the few spellings that differ per dialect.
 
-A claim takes the oldest row of each conversation that is due and not leased, and leases it.
-On PostgreSQL the SELECT locks with `FOR UPDATE SKIP LOCKED`, so several replicas claim
-disjoint rows without waiting on each other; SQLite has one writer, so the unit is serial.
+A claim takes the oldest row of each conversation that is due and not leased, and leases it
+to this replica (`claimed_by`, `lease_until`). Only a conversation's head is claimable and it
+leaves the outbox only once delivered or dead-lettered, so a conversation's next message waits
+for the one before it, whichever replica holds that (order per conversation). A lease that
+expires (its replica was killed) makes the head claimable again: at least once, and the
+platforms drop a message id they have seen.
+
+On PostgreSQL the claim locks with `FOR UPDATE SKIP LOCKED`, so replicas claim disjoint rows
+without waiting on each other; updates of a claimed row go through `_OWN_ROW`, which skips a
+row another replica's transaction has locked (it has just claimed it back after our lease
+expired: it owns it now) instead of waiting for that transaction. A write unit must never
+wait on another replica: it would hold up this replica's whole group commit. SQLite has one
+writer, so its units are serial and the plain spellings do.
 """
 
 from __future__ import annotations
@@ -20,14 +30,26 @@ _CLAIM = (
     "ORDER BY o.seq LIMIT $2"
 )
 CLAIM_SQL = {"sqlite": _CLAIM, "postgres": _CLAIM + " FOR UPDATE OF o SKIP LOCKED"}
+# The claimed row `$1`, unless another replica's open transaction has it locked.
+_OWN_ROW = {
+    "sqlite": "seq = $1",
+    "postgres": "seq = (SELECT seq FROM relay_outbox WHERE seq = $1 FOR UPDATE SKIP LOCKED)",
+}
+# The topic of Store notifications that new work is in the outbox (wakes other replicas).
+TOPIC = "outbox"
 
 
-async def claim(tx: Tx, dialect: str, now: int, lease_ms: int, limit: int) -> list[Row]:
-    """Lease up to `limit` due conversation heads; return them with their messages."""
+async def claim(
+    tx: Tx, dialect: str, now: int, lease_ms: int, limit: int, replica: str = ""
+) -> list[Row]:
+    """Lease up to `limit` due conversation heads to `replica`; return them with their messages."""
     rows = await tx.fetch(CLAIM_SQL[dialect], now, limit)
     for row in rows:
         await tx.execute(
-            "UPDATE relay_outbox SET lease_until = $1 WHERE seq = $2", now + lease_ms, row["seq"]
+            "UPDATE relay_outbox SET lease_until = $1, claimed_by = $2 WHERE seq = $3",
+            now + lease_ms,
+            replica,
+            row["seq"],
         )
     return rows
 
@@ -37,19 +59,42 @@ async def release_all(tx: Tx) -> int:
     return await tx.execute("UPDATE relay_outbox SET lease_until = 0 WHERE lease_until > 0")
 
 
-async def retry_later(tx: Tx, seq: int, attempts: int, at: int) -> None:
-    await tx.execute(
-        "UPDATE relay_outbox SET attempts = $1, next_attempt_at = $2, lease_until = 0 "
-        "WHERE seq = $3",
-        attempts,
-        at,
-        seq,
+async def release_replica(tx: Tx, replica: str) -> int:
+    """Drop the leases `replica` holds: at its start, they are a previous life's (killed).
+
+    Safe because a replica holds its id exclusively while it lives (Store.hold_exclusive).
+    """
+    return await tx.execute(
+        "UPDATE relay_outbox SET lease_until = 0, claimed_by = NULL "
+        "WHERE claimed_by = $1 AND lease_until > 0",
+        replica,
     )
 
 
-async def finish(tx: Tx, seq: int, message_id: str, status: str, at: int) -> None:
-    """Remove the work item and drop the payload: only the envelope stays (Art. 7(8))."""
-    await tx.execute("DELETE FROM relay_outbox WHERE seq = $1", seq)
+async def retry_later(
+    tx: Tx, seq: int, attempts: int, at: int, *, dialect: str = "sqlite", replica: str = ""
+) -> None:
+    """Give the row back to be retried at `at`, unless another replica has taken it over."""
+    await tx.execute(
+        "UPDATE relay_outbox SET attempts = $2, next_attempt_at = $3, lease_until = 0, "
+        f"claimed_by = NULL WHERE {_OWN_ROW[dialect]} AND claimed_by = $4",
+        seq,
+        attempts,
+        at,
+        replica,
+    )
+
+
+async def finish(
+    tx: Tx, seq: int, message_id: str, status: str, at: int, *, dialect: str = "sqlite"
+) -> None:
+    """Remove the work item and drop the payload: only the envelope stays (Art. 7(8)).
+
+    A row another replica has just claimed back (our lease expired) is left to it: it will
+    deliver again, the platform drops the duplicate id, and it finishes the row itself.
+    """
+    if not await tx.execute(f"DELETE FROM relay_outbox WHERE {_OWN_ROW[dialect]}", seq):
+        return
     await tx.execute(
         "UPDATE relay_messages SET status = $1, finished_at = $2, payload = NULL WHERE id = $3",
         status,

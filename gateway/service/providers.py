@@ -15,6 +15,8 @@ from gateway.service.tenancy import not_found
 from gateway.store import Store, Tx
 
 ProviderState = Literal["active", "suspended"]
+# The topic of Store notifications that a provider's state changed (payload: its client id).
+TOPIC = "providers"
 
 _COLUMNS = (
     "client_id, request_id, organisation, jwks, webhook_url, state, services, "
@@ -151,8 +153,9 @@ class ProviderRegistry:
     async def state(self, client_id: str) -> ProviderState | None:
         """The provider's state, from a cache at most `state_ttl_s` old (None: no such provider).
 
-        Suspension on this replica drops the entry at once; other replicas see it within the
-        TTL because they re-read storage then.
+        A suspension drops the entry here at once and, through the store's `providers`
+        notification (`heard`), on the other replicas a moment later; the TTL bounds it when a
+        notification is lost.
         """
         now = time.monotonic()
         cached = self._states.get(client_id)
@@ -169,6 +172,13 @@ class ProviderRegistry:
     def forget(self, client_id: str) -> None:
         """Drop the cached state so the next request reads storage."""
         self._states.pop(client_id, None)
+
+    def heard(self, client_id: str | None) -> None:
+        """Another replica changed `client_id`'s state (None: maybe anyone's): re-read it."""
+        if client_id is None:
+            self._states.clear()
+        else:
+            self.forget(client_id)
 
     async def suspend(self, client_id: str, *, actor: str, reason: str | None) -> Provider:
         """Suspend the provider: every request of it fails from now on (Art. 7(9))."""
@@ -208,6 +218,7 @@ class ProviderRegistry:
                 at=now,
             )
             tx.on_commit(lambda: self.forget(client_id))
+            tx.notify(TOPIC, client_id)
 
         await self._store.write(f"provider_{state}", unit)
         self.forget(client_id)

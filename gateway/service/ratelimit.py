@@ -1,7 +1,8 @@
 """Rate limits (Art. 7(9)): token buckets per provider and route class, or per client IP.
 
-The bucket state sits behind `RateLimiter`, so a shared implementation (in the database, for
-several replicas) can replace `MemoryRateLimiter`, which is exact for one process.
+The bucket state sits behind `RateLimiter`: `MemoryRateLimiter` is exact for one process (the
+SQLite deployment); `SharedRateLimiter` keeps the buckets in PostgreSQL so that replicas
+share them and a provider gets its limit once, not once per replica.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from gateway.config import BucketConfig
+from gateway.store import Store
 
 
 class RateLimiter(Protocol):
@@ -50,6 +52,62 @@ class MemoryRateLimiter:
             del self._buckets[key]
         if len(self._buckets) >= self._max:
             self._buckets.clear()
+
+
+# One statement: refill by the time elapsed on the database's clock (replicas' clocks may
+# differ), spend a token if there is one, and say whether it did. A new bucket starts full.
+_REFILLED = "LEAST($2, b.tokens + GREATEST(excluded.at - b.at, 0) * $3 / 1000.0)"
+TAKE_SQL = (
+    "WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) "
+    "INSERT INTO rate_buckets AS b (key, tokens, at, allowed) "
+    "SELECT $1, $2 - 1, clock.ms, 1 FROM clock "
+    "ON CONFLICT (key) DO UPDATE SET "
+    f"tokens = {_REFILLED} - CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END, "
+    "at = GREATEST(b.at, excluded.at), "
+    f"allowed = CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END "
+    "RETURNING tokens, allowed"
+)
+SWEEP_SQL = (
+    "DELETE FROM rate_buckets "
+    "WHERE at < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1"
+)
+
+
+class SharedRateLimiter:
+    """Token buckets in PostgreSQL (`rate_buckets`), shared by every replica.
+
+    A token bucket rather than a fixed-window counter: the same semantics as one process
+    (bursts up to `burst`, then `rate_per_s`), and no double burst at a window's edge; it
+    costs a float and a timestamp per key instead of a counter. Each take is one
+    INSERT .. ON CONFLICT DO UPDATE on a pooled connection (~one round trip), outside the
+    group commit: bucket state needs no durability (the table is UNLOGGED) and would
+    otherwise take a place in the single writer's queue on every request. Concurrent takes of
+    one key queue on its row lock for microseconds; different keys never meet.
+    """
+
+    def __init__(self, store: Store, *, sweep_every_s: float = 600.0, idle_ms: int = 3_600_000):
+        self._store = store
+        self._sweep_every_s = sweep_every_s
+        self._idle_ms = idle_ms
+        self._swept = time.monotonic()
+
+    async def take(self, key: str, bucket: BucketConfig) -> float:
+        row = await self._store.fetchrow(
+            TAKE_SQL, key, float(bucket.burst), float(bucket.rate_per_s)
+        )
+        assert row is not None
+        if time.monotonic() - self._swept >= self._sweep_every_s:
+            self._swept = time.monotonic()
+            # An idle bucket is full again: forgetting it changes nothing.
+            await self._store.fetchval(SWEEP_SQL, self._idle_ms)
+        if row["allowed"]:
+            return 0.0
+        return (1.0 - float(row["tokens"])) / bucket.rate_per_s
+
+
+def rate_limiter(store: Store) -> RateLimiter:
+    """Shared buckets where replicas share the database (PostgreSQL), else this process's."""
+    return MemoryRateLimiter() if store.dialect == "sqlite" else SharedRateLimiter(store)
 
 
 def retry_after_s(wait: float) -> int:

@@ -31,6 +31,7 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.platforms.base import Inbound, Platform, provider_of, service_of
+from gateway.service import outbox
 from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import MessageEvent, ReceiptEvent, TypingEvent
@@ -240,6 +241,7 @@ class Relay:
             if audit is not None:
                 await audit(tx)
             tx.on_commit(self._on_outbox)
+            tx.notify(outbox.TOPIC)  # other replicas' delivery workers
             return gateway_id, True
 
         result, fresh = await self.store.write(f"relay_accept_{kind}", unit)

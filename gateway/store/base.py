@@ -46,6 +46,15 @@ class Tx(Protocol):
         """Call `callback` once this unit is durable (never if it is rolled back)."""
         ...
 
+    def notify(self, topic: str, payload: str = "") -> None:
+        """Tell other processes on this database, once this unit commits (see Store.subscribe).
+
+        This process is not told: wake local waiters with `on_commit`. A no-op on SQLite, which
+        has one process. Delivery is best effort (a listener may be reconnecting): listeners
+        also poll.
+        """
+        ...
+
 
 WriteUnit = Callable[[Tx], Awaitable[T]]
 
@@ -75,6 +84,21 @@ class Store(Protocol):
 
     async def ping(self) -> None:
         """Raise StoreError unless storage answers."""
+        ...
+
+    async def subscribe(self, topic: str, callback: Callable[[str | None], None]) -> None:
+        """Call `callback(payload)` when another process commits a `notify(topic, payload)`.
+
+        `callback(None)` means notifications may have been missed (a reconnect): look again.
+        """
+        ...
+
+    async def hold_exclusive(self, name: str) -> None:
+        """Hold `name` while this process lives; StoreError if another live process holds it.
+
+        Replicas on one PostgreSQL database use it for what must have one live owner (a
+        replica id, an audit chain). SQLite has one process: a no-op.
+        """
         ...
 
     async def close(self) -> None: ...

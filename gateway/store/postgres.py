@@ -45,6 +45,7 @@ import structlog
 from gateway import metrics
 from gateway.store.base import Row, StoreError, WriteUnit
 from gateway.store.migrate import check_not_newer, load_migrations, split_statements
+from gateway.store.pg_session import Callback, ReplicaSession, channel_name
 
 T = TypeVar("T")
 log = structlog.get_logger(__name__)
@@ -72,14 +73,22 @@ def _rowcount(status: str) -> int:
     return int(last) if last.isdigit() else 0
 
 
+def _literal(text: str) -> str:
+    """`text` as an SQL string literal (standard_conforming_strings is on since 9.1)."""
+    if "\x00" in text:
+        raise ValueError("NUL in a notification")
+    return "'" + text.replace("'", "''") + "'"
+
+
 class PostgresTx:
     """A unit's handle on its pooled connection, inside its transaction."""
 
-    __slots__ = ("_callbacks", "_conn")
+    __slots__ = ("_callbacks", "_conn", "_notices")
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
         self._callbacks: list[Callable[[], None]] = []
+        self._notices: list[tuple[str, str]] = []
 
     async def execute(self, sql: str, *args: Any) -> int:
         return _rowcount(await self._conn.execute(sql, *args))
@@ -100,6 +109,9 @@ class PostgresTx:
 
     def on_commit(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
+
+    def notify(self, topic: str, payload: str = "") -> None:
+        self._notices.append((topic, payload))
 
 
 class _Pending:
@@ -127,11 +139,15 @@ class PostgresStore:
         connect: Callable[[], Awaitable[asyncpg.Connection]],
         group_commit_max: int,
         readonly: bool,
+        tag: str = "",
     ) -> None:
         self._pool = pool
         self.where = where
         self.readonly = readonly
         self._connect = connect
+        # Names this schema's notification channels (pg_session.channel_name).
+        self._tag = tag
+        self._session: ReplicaSession | None = None
         self._group_commit_max = group_commit_max
         self._writer_conn: asyncpg.Connection | None = None
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
@@ -177,6 +193,7 @@ class PostgresStore:
         try:
             async with pool.acquire() as conn:
                 await migrate_postgres(conn, apply=not readonly)
+                store._tag = (await conn.fetchval("SELECT md5(current_schema())"))[:12]
         except BaseException:
             await pool.close()
             raise
@@ -256,7 +273,8 @@ class PostgresStore:
         if not outcomes:
             await conn.execute("ROLLBACK")  # every unit was cancelled before it ran
             return
-        await self._settle_last(conn, outcomes, "COMMIT")
+        # NOTIFY is transactional: sent with the COMMIT, in its round trip, once per batch.
+        await self._settle_last(conn, outcomes, self._notify_sql(outcomes) + "COMMIT")
         metrics.STORE_COMMITS.inc()
         metrics.STORE_BATCH_SIZE.observe(len(outcomes))
         metrics.STORE_COMMIT_DURATION.observe(time.perf_counter() - started)
@@ -273,6 +291,36 @@ class PostgresStore:
                 item.future.set_result(result)
             else:
                 item.future.set_exception(error)
+
+    def _notify_sql(self, outcomes: list[_Outcome]) -> str:
+        notices = {n for _, _, error, tx in outcomes if error is None for n in tx._notices}
+        return "".join(
+            f"SELECT pg_notify({_literal(channel_name(self._tag, topic))}, {_literal(payload)}); "
+            for topic, payload in sorted(notices)
+        )
+
+    # -- across replicas ------------------------------------------------------------------
+
+    def _replica_session(self) -> ReplicaSession:
+        if self._session is None:
+
+            def own_pid() -> int | None:
+                conn = self._writer_conn
+                return None if conn is None else conn.get_server_pid()
+
+            self._session = ReplicaSession(self._connect, self._tag, own_pid)
+        return self._session
+
+    async def subscribe(self, topic: str, callback: Callback) -> None:
+        """Call `callback(payload)` when another process commits `tx.notify(topic, payload)`.
+
+        `callback(None)` after a lost connection: notifications may have been missed.
+        """
+        await self._replica_session().subscribe(topic, callback)
+
+    async def hold_exclusive(self, name: str) -> None:
+        """Hold `name` while this process lives; StoreError if another live process holds it."""
+        await self._replica_session().hold(name)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -308,6 +356,8 @@ class PostgresStore:
             raise StoreError(f"PostgreSQL at {self.where}: {type(exc).__name__}") from None
         if self._writer_task is not None and self._writer_task.done():
             raise StoreError("writer stopped")
+        if self._session is not None and self._session.lost is not None:
+            raise StoreError(self._session.lost)
 
     async def close(self) -> None:
         if self._closed:
@@ -322,6 +372,8 @@ class PostgresStore:
                 await self._writer_task
         if self._writer_conn is not None:
             await self._writer_conn.close(timeout=5)
+        if self._session is not None:  # after the last write: the locks vouch for it
+            await self._session.close()
         try:
             await asyncio.wait_for(self._pool.close(), 10)
         except TimeoutError:

@@ -66,6 +66,9 @@ class SqliteTx:
     def on_commit(self, callback: Callable[[], None]) -> None:
         self._callbacks.append(callback)
 
+    def notify(self, topic: str, payload: str = "") -> None:
+        pass  # one process: nobody else to tell
+
 
 class _Pending:
     __slots__ = ("future", "name", "unit")
@@ -243,6 +246,12 @@ class SqliteStore:
             raise StoreError(str(exc)) from exc
         if self._writer_task is not None and self._writer_task.done():
             raise StoreError("writer stopped")
+
+    async def subscribe(self, topic: str, callback: Callable[[str | None], None]) -> None:
+        pass  # one process: no other commits to hear of
+
+    async def hold_exclusive(self, name: str) -> None:
+        pass  # one process per database file (SQLite's own lock keeps out a second writer)
 
     async def close(self) -> None:
         if self._closed:
