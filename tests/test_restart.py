@@ -18,6 +18,7 @@ import msgspec
 from gateway.crypto import OlmParty
 from gateway.http.keys import CONFIG
 from tests.conftest import ADMIN_TOKEN, REPO, admin_headers
+from tests.http.relay_support import eventually
 from tests.onboarding_helpers import onboard
 from tests.test_serve import free_port, wait_until_up
 
@@ -122,9 +123,12 @@ async def test_undelivered_messages_survive_a_killed_process(tmp_path: Path) -> 
     try:
         async with aiohttp.ClientSession(base_url=base) as session:
             client = LiveClient(session, base)
-            deadline = time.monotonic() + 15
-            while len(items := await inbox(client)) < 3 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+
+            async def all_three() -> list[dict[str, Any]] | None:
+                items = await inbox(client)
+                return items if len(items) >= 3 else None
+
+            items = await eventually(all_three, within_s=15)
             assert texts(items) == ["one", "two", "three"]
             await asyncio.sleep(0.5)  # anything delivered twice would show up by now
             assert len(await inbox(client)) == 3
