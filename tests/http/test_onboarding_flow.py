@@ -82,3 +82,25 @@ async def test_onboard_helper_gives_a_working_token(client: Any, onboarded: Any)
     response = await client.get("/v1/me", headers=onboarded.headers())
     assert response.status == 200
     assert (await response.json())["client_id"] == onboarded.client_id
+
+
+async def test_onboarding_on_each_storage_backend(backend_client: Any) -> None:
+    """Intake, decision, token (jti kept), suspension: the same on SQLite and PostgreSQL."""
+    from tests.onboarding_helpers import onboard
+
+    client = backend_client
+    provider = await onboard(client, webhook_url="https://hooks.example.org/in")
+    assert provider.webhook_secret
+    assert (await post_token(client, provider.assertion(client))).status == 200
+    replay = provider.assertion(client)
+    assert (await post_token(client, replay)).status == 200
+    assert (await post_token(client, replay)).status == 401
+    response = await client.post(
+        f"/admin/v1/providers/{provider.client_id}/suspend", headers=admin_headers()
+    )
+    assert (await response.json())["state"] == "suspended"
+    assert (await client.get("/v1/me", headers=provider.headers())).status == 403
+    listed = await client.get(
+        "/admin/v1/interop-requests?status=approved", headers=admin_headers()
+    )
+    assert [r["client_id"] for r in (await listed.json())["items"]] == [provider.client_id]
