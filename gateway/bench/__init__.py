@@ -22,6 +22,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "e2e_messages": args.e2e_messages, "subscribers": args.subscribers,
             "users": args.users, "tool": args.tool,
             "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
+            "compare_with": args.compare_with,
         }.items()
         if v is not None
     }  # fmt: skip
@@ -59,6 +60,11 @@ def register(sub: Any) -> None:
     bench.add_argument("--tool", choices=["auto", "wrk", "asyncio"], help="load generator")
     bench.add_argument("--server-cpu", type=int, help="core of the servers (default: last)")
     bench.add_argument("--client-cpu", type=int, help="core of the load generator")
+    bench.add_argument(
+        "--compare-with",
+        metavar="CHECKOUT",
+        help="also run the gateway of another checkout in the same rounds (before/after)",
+    )
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument("--out", help="also write the JSON report to this file")
     bench.set_defaults(run=cmd_bench)

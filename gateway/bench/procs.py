@@ -63,6 +63,7 @@ class Server:
         cpu: int | None,
         log_path: Path,
         env: Mapping[str, str] | None = None,
+        code: Path = REPO_ROOT,
     ) -> None:
         self.name = name
         self.port = port
@@ -70,7 +71,7 @@ class Server:
         self.log_path = log_path
         # Only the bench decides the servers' configuration: no GATEWAY_* of the caller.
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
-        full_env = {**inherited, **(env or {}), "PYTHONPATH": str(REPO_ROOT)}
+        full_env = {**inherited, **(env or {}), "PYTHONPATH": str(code)}
         self._log = log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, *argv],

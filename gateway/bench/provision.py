@@ -182,36 +182,41 @@ async def templates(session: aiohttp.ClientSession, provider: Provider) -> list[
 
 
 class Conversations:
-    """Per connection, one conversation sent in order: connection 2k writes to WhatsApp user k
-    with fresh Olm ciphertext per message (so every one decrypts), 2k+1 to Instagram user k."""
+    """Per connection, `per_connection` conversations sent in order, round robin: even
+    connections write to WhatsApp users with fresh Olm ciphertext per message (so every one
+    decrypts on the platform side), odd ones to Instagram users in MIMI plaintext."""
 
-    def __init__(self, provider: Provider, run: str) -> None:
+    def __init__(self, provider: Provider, run: str, per_connection: int = 8) -> None:
         self.provider = provider
         self.run = run
-        self.parties: dict[int, tuple[OlmParty, str]] = {}
+        self.per_connection = per_connection
+        self.parties: dict[tuple[int, int], tuple[OlmParty, str]] = {}
+
+    def _sender(self, connection: int, k: int) -> str:
+        return self.provider.sender(1000 + connection * self.per_connection + k)
+
+    def _recipient(self, connection: int, k: int) -> str:
+        users = self.provider.whatsapp if connection % 2 == 0 else self.provider.instagram
+        return users[(connection // 2 * self.per_connection + k) % len(users)]
 
     async def open(self, session: aiohttp.ClientSession, connections: int) -> None:
         """Start one Olm session per WhatsApp conversation."""
         for connection in range(0, connections, 2):
-            party = OlmParty()
-            peer = self.provider.whatsapp[(connection // 2) % len(self.provider.whatsapp)]
-            self.parties[connection] = (
-                party,
-                await open_session(session, self.provider, party, peer),
-            )
+            for k in range(self.per_connection):
+                party = OlmParty()
+                peer = self._recipient(connection, k)
+                identity = await open_session(session, self.provider, party, peer)
+                self.parties[connection, k] = (party, identity)
 
     def body(self, connection: int, seq: int) -> bytes:
-        """The next message of `connection`'s conversation."""
-        k = connection // 2
-        sender = self.provider.sender(1000 + connection)
-        msg_id = f"{self.run}-{connection}-{seq}"
+        """The next message of `connection`: its conversations take turns."""
+        k = seq % self.per_connection
+        sender, recipient = self._sender(connection, k), self._recipient(connection, k)
         if connection % 2 == 0:
-            party, peer = self.parties[connection]
-            wa = self.provider.whatsapp[k % len(self.provider.whatsapp)]
+            party, peer = self.parties[connection, k]
             ciphertext = party.encrypt(peer, msgspec.json.encode(NATIVE_TEXT)).to_wire()
-            message = _message(sender, wa, {"encrypted": ciphertext})
+            message = _message(sender, recipient, {"encrypted": ciphertext})
         else:
-            ig = self.provider.instagram[k % len(self.provider.instagram)]
-            message = _message(sender, ig, {"content": TEXT})
-        message["id"] = msg_id
+            message = _message(sender, recipient, {"content": TEXT})
+        message["id"] = f"{self.run}-{connection}-{seq}"
         return msgspec.json.encode(message)

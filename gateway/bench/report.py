@@ -37,10 +37,19 @@ def table(report: dict[str, Any]) -> str:
         f"{machine['load_average']} -> {machine.get('load_average_end')}",
         *(_row(row, widths) for row in rows),
     ]
-    e2e = report.get("end_to_end")
-    if e2e:
+    compare = report["median"].get("compare")
+    if compare:
         lines.append(
-            f"end to end: {e2e['delivered']} delivered ({e2e['failed']} failed) of "
+            f"compare (--compare-with): median {compare['accepted_per_s']:.0f} accepted/s, "
+            f"p50 {compare['p50_ms']:.2f} ms, p99 {compare['p99_ms']:.2f} ms, "
+            f"ratio {compare['ratio']:.3f}"
+        )
+    for key in ("end_to_end", "end_to_end_compare"):
+        e2e = report.get(key)
+        if not e2e:
+            continue
+        lines.append(
+            f"{key.replace('_', ' ')}: {e2e['delivered']} delivered ({e2e['failed']} failed) of "
             f"{e2e['accepted']} accepted in {e2e['seconds']:.2f} s = "
             f"{e2e['delivered_per_s']:.0f} delivered/s"
         )

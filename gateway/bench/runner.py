@@ -57,6 +57,8 @@ class Options(msgspec.Struct, kw_only=True):
     server_cpu: int | None = None
     client_cpu: int | None = None
     quick: bool = False
+    # Another checkout whose gateway runs beside this one, in the same rounds (before/after).
+    compare_with: str | None = None
 
     @classmethod
     def quick_run(cls, **overrides: Any) -> Options:
@@ -107,43 +109,66 @@ def _ratio(gateway: float, baseline: float) -> float:
     return round(gateway / baseline, 3) if baseline else 0.0
 
 
+class Target:
+    """A gateway under test: its process, its onboarded provider and message bodies."""
+
+    def __init__(self, name: str, server: Server, provider: Provider, bodies: list[str]):
+        self.name = name
+        self.server = server
+        self.provider = provider
+        self.bodies = bodies
+
+
+def _median(rounds: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    def med(side: str, key: str) -> float:
+        return statistics.median(r[side][key] for r in rounds)
+
+    return {
+        "accepted_per_s": med(name, "accepted_per_s"),
+        "p50_ms": med(name, "p50_ms"),
+        "p99_ms": med(name, "p99_ms"),
+        "errors": sum(r[name]["errors"] for r in rounds),
+        "ratio": statistics.median(r[f"{name}_ratio"] for r in rounds),
+    }
+
+
 async def _rounds(
     options: Options,
     session: aiohttp.ClientSession,
     baseline: Server,
-    gateway: Server,
-    provider: Provider,
-    bodies: list[str],
+    targets: list[Target],
     client_cpu: int | None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rounds = []
     for n in range(1, options.rounds + 1):
-        await observe.settle(session, gateway.url)
+        for target in targets:
+            await observe.settle(session, target.server.url)
+        bodies = targets[0].bodies
         base = await _drive(options, f"{baseline.url}/v1/messages", bodies, {}, client_cpu)
-        await provider.refresh_token(session)
-        gw = await _drive(
-            options, f"{gateway.url}/v1/messages", bodies, provider.headers, client_cpu
-        )
-        rounds.append(
-            {
-                "round": n,
-                "baseline": msgspec.to_builtins(base),
-                "gateway": msgspec.to_builtins(gw),
-                "ratio": _ratio(gw.accepted_per_s, base.rps),
-                "gateway_rss_mb": round(gateway.rss_mb(), 1),
-            }
-        )
-    median = {
+        entry: dict[str, Any] = {"round": n, "baseline": msgspec.to_builtins(base)}
+        for target in targets:
+            await target.provider.refresh_token(session)
+            url = f"{target.server.url}/v1/messages"
+            result = await _drive(options, url, target.bodies, target.provider.headers, client_cpu)
+            entry[target.name] = msgspec.to_builtins(result)
+            entry[f"{target.name}_ratio"] = _ratio(result.accepted_per_s, base.rps)
+            entry[f"{target.name}_rss_mb"] = round(target.server.rss_mb(), 1)
+            # The next target starts on an idle core too.
+            await observe.settle(session, target.server.url)
+        entry["ratio"] = entry["gateway_ratio"]
+        rounds.append(entry)
+    gw = _median(rounds, "gateway")
+    median: dict[str, Any] = {
         "baseline_rps": statistics.median(r["baseline"]["rps"] for r in rounds),
         "baseline_p99_ms": statistics.median(r["baseline"]["p99_ms"] for r in rounds),
-        "gateway_accepted_per_s": statistics.median(
-            r["gateway"]["accepted_per_s"] for r in rounds
-        ),
-        "gateway_p50_ms": statistics.median(r["gateway"]["p50_ms"] for r in rounds),
-        "gateway_p99_ms": statistics.median(r["gateway"]["p99_ms"] for r in rounds),
-        "gateway_errors": sum(r["gateway"]["errors"] for r in rounds),
-        "ratio": statistics.median(r["ratio"] for r in rounds),
+        "gateway_accepted_per_s": gw["accepted_per_s"],
+        "gateway_p50_ms": gw["p50_ms"],
+        "gateway_p99_ms": gw["p99_ms"],
+        "gateway_errors": gw["errors"],
+        "ratio": gw["ratio"],
     }
+    for target in targets[1:]:
+        median[target.name] = _median(rounds, target.name)
     return rounds, median
 
 
@@ -264,58 +289,82 @@ def _machine(server_cpu: int | None, client_cpu: int | None, tool: str) -> dict[
     }
 
 
+def _start_gateway(
+    name: str, data: Path, admin_token: str, cpu: int | None, code: Path | None
+) -> Server:
+    port = free_port()
+    env = {
+        **BENCH_ENV,
+        "GATEWAY_DATA_DIR": str(data / name),
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_ADMIN_TOKEN": admin_token,
+    }
+    extra = {} if code is None else {"code": code}
+    return Server(
+        name, ["-m", "gateway", "serve"],
+        port=port, cpu=cpu, log_path=data / f"{name}.log", env=env, **extra,
+    )  # fmt: skip
+
+
+async def _target(
+    options: Options, session: aiohttp.ClientSession, name: str, server: Server, admin: str
+) -> Target:
+    await server.wait_ready("/readyz")
+    provider = await onboard(session, server.url, admin)
+    await create_users(session, provider, admin, options.users)
+    return Target(name, server, provider, await templates(session, provider))
+
+
 async def run(options: Options) -> dict[str, Any]:
     """Run the whole benchmark; the report as a JSON-ready dict."""
     server_cpu, client_cpu = cpus(options)
-    tool = (
-        "wrk"
-        if options.tool == "wrk" or (options.tool == "auto" and wrk.available())
-        else ("asyncio")
-    )
+    use_wrk = options.tool == "wrk" or (options.tool == "auto" and wrk.available() is not None)
     pin_self(client_cpu)
     admin_token = secrets.token_urlsafe(24)
     with tempfile.TemporaryDirectory(prefix="dma-bench-") as tmp:
         data = Path(tmp)
-        base_port, gw_port = free_port(), free_port()
+        base_port = free_port()
         baseline = Server(
             "baseline", ["-m", "gateway.bench.baseline", str(base_port)],
             port=base_port, cpu=server_cpu, log_path=data / "baseline.log",
         )  # fmt: skip
-        env = {
-            **BENCH_ENV,
-            "GATEWAY_DATA_DIR": str(data / "gateway"),
-            "GATEWAY_PORT": str(gw_port),
-            "GATEWAY_ADMIN_TOKEN": admin_token,
-        }
-        gateway = Server(
-            "gateway", ["-m", "gateway", "serve"],
-            port=gw_port, cpu=server_cpu, log_path=data / "gateway.log", env=env,
-        )  # fmt: skip
+        servers = [_start_gateway("gateway", data, admin_token, server_cpu, None)]
+        if options.compare_with:
+            code = Path(options.compare_with).absolute()  # noqa: ASYNC240 (no I/O)
+            servers.append(_start_gateway("compare", data, admin_token, server_cpu, code))
+        gateway = servers[0]
         try:
             await baseline.wait_ready()
-            await gateway.wait_ready("/readyz")
             async with aiohttp.ClientSession() as session:
-                provider = await onboard(session, gateway.url, admin_token)
-                await create_users(session, provider, admin_token, options.users)
-                bodies = await templates(session, provider)
-                rounds, median = await _rounds(
-                    options, session, baseline, gateway, provider, bodies, client_cpu
-                )
+                targets = [
+                    await _target(options, session, s.name, s, admin_token) for s in servers
+                ]
+                rounds, median = await _rounds(options, session, baseline, targets, client_cpu)
                 report: dict[str, Any] = {
-                    "machine": _machine(server_cpu, client_cpu, tool),
+                    "machine": _machine(server_cpu, client_cpu, "wrk" if use_wrk else "asyncio"),
                     "options": msgspec.to_builtins(options),
                     "rounds": rounds,
                     "median": median,
                 }
                 if options.e2e_messages:
-                    report["end_to_end"] = await _end_to_end(options, session, gateway, provider)
+                    for target in targets:
+                        key = (
+                            "end_to_end"
+                            if target.name == "gateway"
+                            else f"end_to_end_{target.name}"
+                        )
+                        report[key] = await _end_to_end(
+                            options, session, target.server, target.provider
+                        )
                 if options.messages:
-                    report["memory"] = await _memory(options, session, gateway, provider, bodies)
+                    report["memory"] = await _memory(
+                        options, session, gateway, targets[0].provider, targets[0].bodies
+                    )
                 report["gateway_rss_mb"] = round(gateway.rss_mb(), 1)
         finally:
             baseline.stop()
-            exit_code = gateway.stop()
-        report["gateway_exit_code"] = exit_code
+            exit_codes = [s.stop() for s in servers]
+        report["gateway_exit_code"] = exit_codes[0]
         report["targets"] = _targets(report)
         report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         return report
