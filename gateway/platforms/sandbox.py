@@ -175,7 +175,10 @@ class SandboxPlatform:
                     OlmCiphertext.from_wire(wire["type"], wire["body"], wire["sender_key"])
                 )
                 message = msgspec.json.decode(plaintext)
-            except (DecryptionFailed, msgspec.DecodeError):
+            except (DecryptionFailed, msgspec.DecodeError) as exc:
+                if isinstance(exc, DecryptionFailed):
+                    # vodozemac changes nothing when it cannot decrypt: the account still holds.
+                    self.state.put_back(user.uri, party, version)
                 if await self.state.has_received(user.uri, item.id):
                     return  # another replica got it in between: its session was consumed
                 raise PermanentDelivery("undecryptable") from None

@@ -144,6 +144,10 @@ class SandboxState:
         assert row is not None
         return OlmParty.from_pickle(bytes(row["olm_state"]), self.key), int(row["olm_version"])
 
+    def put_back(self, uri: str, party: OlmParty, version: int) -> None:
+        """Return an account read at `version` and left unchanged (e.g. a failed decryption)."""
+        self._remember(uri, party, version)
+
     def _remember(self, uri: str, party: OlmParty, version: int) -> None:
         if len(self._parties) >= PARTY_CACHE:
             self._parties.pop(next(iter(self._parties)))  # the oldest saved
