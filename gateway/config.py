@@ -93,7 +93,9 @@ class MediaConfig(_Section):
 class RelayConfig(_Section):
     # Delivery workers: conversations delivered at once, rows claimed per round, fallback poll.
     concurrency: Positive = 16
-    claim_batch: Positive = 64
+    claim_batch: Positive = 256
+    # Consecutive rows of one conversation claimed per round, delivered in order.
+    claim_per_conversation: Positive = 16
     poll_interval_s: PositiveFloat = 1.0
     # A claim not finished within the lease is taken over (a crashed replica's work).
     lease_s: PositiveFloat = 30.0

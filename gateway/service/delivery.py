@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
+from dataclasses import dataclass
 
 import msgspec
 import structlog
@@ -34,6 +35,8 @@ from gateway.service.events import EventQueue
 from gateway.store import Row, Store, Tx
 
 log = structlog.get_logger(__name__)
+# How often the outbox is counted (other replicas' work); in between, counted in memory.
+STATS_EVERY_S = 1.0
 
 
 def now_ms() -> int:
@@ -43,6 +46,22 @@ def now_ms() -> int:
 def message_type(row: Row) -> str:
     """`encrypted` or `plaintext` (the metrics label), from the stored payload's one key."""
     return "encrypted" if (row["payload"] or "").startswith('{"encrypted"') else "plaintext"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one claimed row in a round: delivered, failed, retry or release."""
+
+    row: Row
+    status: str
+    reason: str = ""
+    attempts: int = 0
+    at: int = 0
+
+    @property
+    def finished(self) -> bool:
+        """It left the outbox."""
+        return self.status in ("delivered", "failed")
 
 
 class DeliveryWorker:
@@ -70,6 +89,7 @@ class DeliveryWorker:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(config.concurrency)
+        self._stats_due = 0.0
 
     def wake(self) -> None:
         """New work committed: claim now rather than at the next poll."""
@@ -121,25 +141,49 @@ class DeliveryWorker:
                 self._wakeup.clear()
 
     async def run_once(self) -> bool:
-        """Claim one batch and deliver it; True if there was work."""
+        """Claim runs of conversations, deliver them, record every outcome in one unit."""
         self._wakeup.clear()
         lease_ms = int(self.config.lease_s * 1000)
         dialect, limit, replica = self.store.dialect, self.config.claim_batch, self.replica_id
+        per_conversation = self.config.claim_per_conversation
 
         async def claim(tx: Tx) -> list[Row]:
-            return await outbox.claim(tx, dialect, now_ms(), lease_ms, limit, replica)
+            return await outbox.claim(
+                tx, dialect, now_ms(), lease_ms, limit, replica, per_conversation=per_conversation
+            )
 
         rows = await self.store.write("outbox_claim", claim)
-        # Each row heads a different conversation: they may go out concurrently.
-        await asyncio.gather(*(self._deliver(row) for row in rows))
-        await self._refresh_stats()
+        runs: dict[str, list[Row]] = {}
+        for row in rows:
+            runs.setdefault(row["conversation"], []).append(row)
+        # Conversations go out concurrently; within one, in order, stopping at a retry.
+        done = await asyncio.gather(*(self._deliver_run(run) for run in runs.values()))
+        outcomes = [outcome for run in done for outcome in run]
+        if outcomes:
+            await self._record(outcomes)
+        await self._refresh_stats(sum(o.finished for o in outcomes))
         return bool(rows)
 
-    async def _refresh_stats(self) -> None:
-        depth, _ = await outbox.stats(self.store)
-        self.depth = depth
+    async def _refresh_stats(self, finished: int = 0) -> None:
+        # Counted in memory between counts; the count (other replicas' work) once a second.
+        self.depth = max(0, self.depth - finished)
+        if time.monotonic() >= self._stats_due:
+            self._stats_due = time.monotonic() + STATS_EVERY_S
+            depth, _ = await outbox.stats(self.store)
+            self.depth = depth
 
-    async def _deliver(self, row: Row) -> None:
+    async def _deliver_run(self, run: list[Row]) -> list[Outcome]:
+        outcomes = []
+        for i, row in enumerate(run):
+            outcome = await self._attempt(row)
+            outcomes.append(outcome)
+            if outcome.status == "retry":
+                # Order: what follows waits for this one; it is given back untried.
+                outcomes.extend(Outcome(r, "release") for r in run[i + 1 :])
+                break
+        return outcomes
+
+    async def _attempt(self, row: Row) -> Outcome:
         service = row["service"]
         item = Outgoing(
             id=row["message_id"],
@@ -157,32 +201,65 @@ class DeliveryWorker:
                 await self.platform.deliver(item)
             except RetryableDelivery as exc:
                 metrics.DELIVERY_ATTEMPTS.labels(service, "retry").inc()
-                await self._retry(row, exc)
+                return self._retry(row, exc)
             except PermanentDelivery as exc:
                 metrics.DELIVERY_ATTEMPTS.labels(service, "permanent").inc()
-                await self._fail(row, exc.reason)
+                return Outcome(row, "failed", exc.reason)
             except Exception:
                 # A connector bug: logged, retried like an outage rather than lost.
                 log.exception("delivery_crashed", service=service)
                 metrics.DELIVERY_ATTEMPTS.labels(service, "error").inc()
-                await self._retry(row, DeliveryError("connector_error"))
-            else:
-                metrics.DELIVERY_ATTEMPTS.labels(service, "ok").inc()
-                await self._delivered(row)
+                return self._retry(row, DeliveryError("connector_error"))
+            metrics.DELIVERY_ATTEMPTS.labels(service, "ok").inc()
+            return Outcome(row, "delivered")
 
-    async def _delivered(self, row: Row) -> None:
-        at, dialect = now_ms(), self.store.dialect
+    def _retry(self, row: Row, exc: DeliveryError) -> Outcome:
+        attempts = row["attempts"] + 1
+        if attempts >= self.config.max_attempts:
+            return Outcome(row, "failed", f"retries_exhausted:{exc.reason}")
+        at = now_ms() + int(self.backoff_s(attempts) * 1000)
+        return Outcome(row, "retry", exc.reason, attempts=attempts, at=at)
+
+    async def _record(self, outcomes: list[Outcome]) -> None:
+        """Every outcome of a round in one write unit (one commit, not several per message)."""
+        at, dialect, replica = now_ms(), self.store.dialect, self.replica_id
 
         async def unit(tx: Tx) -> None:
-            await outbox.finish(
-                tx, row["seq"], row["message_id"], "delivered", at, dialect=dialect
-            )
-            await self._audit_in(tx, row, "message.deliver", direction="to_platform")
+            for o in outcomes:
+                row = o.row
+                if o.status == "delivered":
+                    await outbox.finish(
+                        tx, row["seq"], row["message_id"], "delivered", at, dialect=dialect
+                    )
+                    await self._audit_in(tx, row, "message.deliver", direction="to_platform")
+                elif o.status == "failed":
+                    await self._fail_in(tx, row, o.reason, at)
+                elif o.status == "retry":
+                    await outbox.retry_later(
+                        tx, row["seq"], o.attempts, o.at, dialect=dialect, replica=replica
+                    )
+                else:
+                    await outbox.release(tx, row["seq"], dialect=dialect, replica=replica)
 
-        await self.store.write("outbox_delivered", unit)
-        if row["kind"] == "message":
+        await self.store.write("outbox_outcomes", unit)
+        for o in outcomes:
+            self._report(o)
+
+    def _report(self, o: Outcome) -> None:
+        row = o.row
+        if o.status == "delivered" and row["kind"] == "message":
             metrics.message_delivered(
                 row["service"], message_type(row), "to_platform", row["accepted_at"]
+            )
+        elif o.status == "failed":
+            if row["kind"] == "message":
+                metrics.MESSAGES_FAILED.labels(
+                    row["service"], message_type(row), "to_platform"
+                ).inc()
+            log.warning("delivery_failed", service=row["service"], reason=o.reason)
+        elif o.status == "retry":
+            log.info(
+                "delivery_retry", service=row["service"], attempts=o.attempts, reason=o.reason
             )
 
     async def _audit_in(self, tx: Tx, row: Row, action: str, **attrs: str) -> None:
@@ -199,43 +276,20 @@ class DeliveryWorker:
         cap = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (attempts - 1))
         return random.uniform(self.config.retry_base_s / 2, max(cap, self.config.retry_base_s))
 
-    async def _retry(self, row: Row, exc: DeliveryError) -> None:
-        attempts = row["attempts"] + 1
-        if attempts >= self.config.max_attempts:
-            await self._fail(row, f"retries_exhausted:{exc.reason}")
-            return
-        at = now_ms() + int(self.backoff_s(attempts) * 1000)
-
-        dialect, replica = self.store.dialect, self.replica_id
-
-        async def unit(tx: Tx) -> None:
-            await outbox.retry_later(
-                tx, row["seq"], attempts, at, dialect=dialect, replica=replica
-            )
-
-        await self.store.write("outbox_retry", unit)
-        log.info("delivery_retry", service=row["service"], attempts=attempts, reason=exc.reason)
-
-    async def _fail(self, row: Row, reason: str) -> None:
-        at, dialect = now_ms(), self.store.dialect
+    async def _fail_in(self, tx: Tx, row: Row, reason: str, at: int) -> None:
         event = DeliveryFailedEvent(
             message_id=row["client_msg_id"], gateway_id=row["message_id"], sender=row["sender"],
             recipient=row["recipient"], reason=reason, at=at,
         )  # fmt: skip
-
-        async def unit(tx: Tx) -> None:
-            await outbox.finish(tx, row["seq"], row["message_id"], "failed", at, dialect=dialect)
-            await tx.execute(
-                "INSERT INTO relay_dead_letters (message_id, service, attempts, reason, "
-                "failed_at) VALUES ($1, $2, $3, $4, $5)",
-                row["message_id"], row["service"], row["attempts"] + 1, reason, at,
-            )  # fmt: skip
-            await self._audit_in(tx, row, "message.deliver_failed", reason=reason)
-            # Typing signals are ephemeral: nobody needs to hear one was lost.
-            if row["kind"] != "typing":
-                await self.events.append_in(tx, row["client_id"], event)
-
-        await self.store.write("outbox_failed", unit)
-        if row["kind"] == "message":
-            metrics.MESSAGES_FAILED.labels(row["service"], message_type(row), "to_platform").inc()
-        log.warning("delivery_failed", service=row["service"], reason=reason)
+        await outbox.finish(
+            tx, row["seq"], row["message_id"], "failed", at, dialect=self.store.dialect
+        )
+        await tx.execute(
+            "INSERT INTO relay_dead_letters (message_id, service, attempts, reason, "
+            "failed_at) VALUES ($1, $2, $3, $4, $5)",
+            row["message_id"], row["service"], row["attempts"] + 1, reason, at,
+        )  # fmt: skip
+        await self._audit_in(tx, row, "message.deliver_failed", reason=reason)
+        # Typing signals are ephemeral: nobody needs to hear one was lost.
+        if row["kind"] != "typing":
+            await self.events.append_in(tx, row["client_id"], event)

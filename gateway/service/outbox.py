@@ -30,6 +30,21 @@ _CLAIM = (
     "ORDER BY o.seq LIMIT $2"
 )
 CLAIM_SQL = {"sqlite": _CLAIM, "postgres": _CLAIM + " FOR UPDATE OF o SKIP LOCKED"}
+# Runs: up to $3 rows from the head of each conversation, with each row's position in it
+# (`pos`, 0 for the head), so that only an unbroken run from the head is claimed even where a
+# row before it is leased, not due, or locked by another replica's claim (skipped).
+_CLAIM_RUNS = (
+    "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, m.client_id, "
+    "m.client_msg_id, m.kind, m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload, "
+    "(SELECT COUNT(*) FROM relay_outbox p WHERE p.conversation = o.conversation "
+    "AND p.seq < o.seq) AS pos "
+    "FROM relay_outbox o JOIN relay_messages m ON m.id = o.message_id "
+    "WHERE o.next_attempt_at <= $1 AND o.lease_until <= $1 "
+    "AND o.seq IN (SELECT h.seq FROM relay_outbox h WHERE h.conversation = o.conversation "
+    "ORDER BY h.seq LIMIT $3) "
+    "ORDER BY o.seq LIMIT $2"
+)
+CLAIM_RUNS_SQL = {"sqlite": _CLAIM_RUNS, "postgres": _CLAIM_RUNS + " FOR UPDATE OF o SKIP LOCKED"}
 # The claimed row `$1`, unless another replica's open transaction has it locked.
 _OWN_ROW = {
     "sqlite": "seq = $1",
@@ -40,18 +55,53 @@ TOPIC = "outbox"
 
 
 async def claim(
-    tx: Tx, dialect: str, now: int, lease_ms: int, limit: int, replica: str = ""
+    tx: Tx,
+    dialect: str,
+    now: int,
+    lease_ms: int,
+    limit: int,
+    replica: str = "",
+    *,
+    per_conversation: int = 1,
 ) -> list[Row]:
-    """Lease up to `limit` due conversation heads to `replica`; return them with their messages."""
-    rows = await tx.fetch(CLAIM_SQL[dialect], now, limit)
-    for row in rows:
-        await tx.execute(
+    """Lease up to `limit` due rows to `replica`; return them with their messages, by seq.
+
+    At most `per_conversation` rows of one conversation, an unbroken run from its head.
+    """
+    if per_conversation == 1:
+        rows = await tx.fetch(CLAIM_SQL[dialect], now, limit)
+    else:
+        rows = _runs(await tx.fetch(CLAIM_RUNS_SQL[dialect], now, limit, per_conversation))
+    if rows:
+        await tx.executemany(
             "UPDATE relay_outbox SET lease_until = $1, claimed_by = $2 WHERE seq = $3",
-            now + lease_ms,
-            replica,
-            row["seq"],
+            [(now + lease_ms, replica, row["seq"]) for row in rows],
         )
     return rows
+
+
+def _runs(rows: list[Row]) -> list[Row]:
+    """The rows that continue their conversation's run from its head (pos 0, 1, 2...)."""
+    next_pos: dict[str, int] = {}
+    kept = []
+    for row in rows:  # by seq: a conversation's rows come in its order
+        conversation = row["conversation"]
+        if row["pos"] == next_pos.get(conversation, 0):
+            next_pos[conversation] = row["pos"] + 1
+            kept.append(row)
+        else:
+            next_pos[conversation] = -1  # broken: nothing after a gap
+    return kept
+
+
+async def release(tx: Tx, seq: int, *, dialect: str = "sqlite", replica: str = "") -> None:
+    """Give a claimed row back untried (the one before it is to be retried first)."""
+    await tx.execute(
+        "UPDATE relay_outbox SET lease_until = 0, claimed_by = NULL "
+        f"WHERE {_OWN_ROW[dialect]} AND claimed_by = $2",
+        seq,
+        replica,
+    )
 
 
 async def release_all(tx: Tx) -> int:
