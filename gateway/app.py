@@ -236,7 +236,8 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     pusher.start()
     yield
     await pusher.stop()
-    await worker.stop()
+    # Requests have drained by now; deliveries under way get a share of the shutdown budget.
+    await worker.stop(drain_s=config.server.shutdown_timeout_s / 4)
     await platform.close()
     await session.close()
 

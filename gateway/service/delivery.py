@@ -87,6 +87,7 @@ class DeliveryWorker:
         self.audit_events = audit_events
         self.depth = 0
         self._wakeup = asyncio.Event()
+        self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(config.concurrency)
         self._stats_due = 0.0
@@ -100,34 +101,47 @@ class DeliveryWorker:
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
-    async def start(self) -> None:
-        """Start the loop, first releasing the leases a crash of this process left behind.
-
-        On SQLite that is every lease (one process); on PostgreSQL those of this replica id,
-        which no other live process holds (Store.hold_exclusive).
-        """
+    async def _release_leases(self) -> int:
+        """Hand this process's claims back to the outbox: every lease on SQLite (one process),
+        on PostgreSQL those of this replica id, which no other live process holds
+        (Store.hold_exclusive)."""
         if self.store.dialect == "sqlite":
-            await self.store.write("outbox_release_leases", outbox.release_all)
-        else:
-            replica = self.replica_id
+            return await self.store.write("outbox_release_leases", outbox.release_all)
+        replica = self.replica_id
 
-            async def release(tx: Tx) -> int:
-                return await outbox.release_replica(tx, replica)
+        async def release(tx: Tx) -> int:
+            return await outbox.release_replica(tx, replica)
 
-            await self.store.write("outbox_release_leases", release)
+        return await self.store.write("outbox_release_leases", release)
+
+    async def start(self) -> None:
+        """Start the loop, first releasing the leases a crash of this process left behind."""
+        await self._release_leases()
         await self.store.subscribe(outbox.TOPIC, lambda _: self._wakeup.set())
         await self._refresh_stats()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="relay-delivery")
 
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Claim nothing more; give deliveries under way `drain_s`; hand the rest back.
+
+        Released leases let another replica (or this one's next start) deliver those rows at
+        once instead of after `lease_s`; a delivery cut short is repeated (at least once).
+        """
+        if self._task is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._task), drain_s)
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        released = await self._release_leases()
+        log.info("delivery_stopped", leases_released=released)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 busy = await self.run_once()
             except asyncio.CancelledError:
@@ -152,6 +166,8 @@ class DeliveryWorker:
                 tx, dialect, now_ms(), lease_ms, limit, replica, per_conversation=per_conversation
             )
 
+        if self._stopping:
+            return False
         rows = await self.store.write("outbox_claim", claim)
         runs: dict[str, list[Row]] = {}
         for row in rows:
