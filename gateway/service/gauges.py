@@ -76,7 +76,7 @@ async def _interop_requests(store: Store, now_ms: int) -> None:
     row = await store.fetchrow(
         "SELECT COUNT(*) AS open,"
         " COALESCE(SUM(CASE WHEN deadline_at < $1 THEN 1 ELSE 0 END), 0) AS overdue"
-        " FROM interop_requests WHERE status IN ('received', 'under_review')",
+        " FROM interop_requests WHERE status = 'received'",
         now_ms,
     )
     assert row is not None

@@ -92,6 +92,12 @@ def test_compose_runs_postgres_two_replicas_a_proxy_prometheus_and_grafana() -> 
     assert len(replicas) == 2
     chains = {s["environment"]["GATEWAY_AUDIT__CHAIN_ID"] for s in replicas.values()}
     assert len(chains) == 2  # one audit hash chain per writer
+    # ... and one data dir (keys, media) for all of them.
+    data_dirs = {
+        volume for s in replicas.values() for volume in s["volumes"] if "/var/lib" in volume
+    }
+    assert len(data_dirs) == 1
+    assert data_dirs.pop().split(":")[1] == dockerfile_env()["GATEWAY_DATA_DIR"]
     for name, service in replicas.items():
         assert (DEPLOY / service["build"]["context"] / service["build"]["dockerfile"]).exists()
         env = {k: interpolated(v) for k, v in service["environment"].items()}
@@ -161,6 +167,12 @@ def test_k8s_deployment_probes_grace_and_config() -> None:
     grace = pod["spec"]["terminationGracePeriodSeconds"]
     assert grace > pre_stop + config.server.shutdown_timeout_s
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    data = volumes[mounts[config.data_dir]]["persistentVolumeClaim"]["claimName"]
+    pvc = k8s("PersistentVolumeClaim")
+    assert pvc["metadata"]["name"] == data
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]  # shared by every replica
 
 
 def test_k8s_service_hpa_and_pdb_point_at_the_deployment() -> None:

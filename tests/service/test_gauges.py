@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
+import msgspec
 import pytest
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
@@ -12,8 +14,11 @@ from structlog.testing import capture_logs
 from gateway import metrics
 from gateway.crypto import OlmParty
 from gateway.service.gauges import GaugeRefresher, Probe, default_probes, existing_tables
+from gateway.service.interop_requests import InteropRequestIn, InteropRequests
 from gateway.service.keys import KeyDirectory
 from gateway.store import Store, Tx, open_store
+from tests.conftest import make_config
+from tests.onboarding_helpers import new_key
 
 
 @pytest.fixture
@@ -98,3 +103,25 @@ async def test_checkpoint_age_is_this_replicas_chain(store: Store) -> None:
     assert 599 <= sample("gateway_audit_last_checkpoint_age_seconds") <= 610
     await GaugeRefresher(store, 60, default_probes("replica-c")).refresh()
     assert sample("gateway_audit_last_checkpoint_age_seconds") == 0  # none yet
+
+
+async def test_interop_requests_open_and_past_their_deadline(store: Store) -> None:
+    config = make_config(Path("unused"))
+
+    def request_in() -> InteropRequestIn:
+        _, jwk = new_key()
+        body = {
+            "organisation": "Acme Messaging",
+            "contact_email": "interop@acme.example",
+            "services": ["whatsapp"],
+            "functionalities": ["text"],
+            "jwks": {"keys": [jwk]},
+        }
+        return msgspec.convert(body, InteropRequestIn)
+
+    long_ago = time.time() - (config.request_deadline_days + 1) * 86400
+    await InteropRequests(store, config, clock=lambda: long_ago).submit(request_in())
+    await InteropRequests(store, config).submit(request_in())
+    await GaugeRefresher(store, 60, default_probes("main")).refresh()
+    assert sample("gateway_interop_requests_open") == 2
+    assert sample("gateway_interop_requests_overdue") == 1
