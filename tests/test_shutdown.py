@@ -1,25 +1,37 @@
-"""SIGTERM under load: a real `dma-gateway serve` process drains, seals its audit log, exits 0."""
+"""SIGTERM under load: a real `dma-gateway serve` process drains, hands work back, seals, exits 0.
+
+An onboarded provider's users send messages concurrently (plaintext MIMI content to a sandbox
+Instagram user, one conversation per sending user). Halfway through, the platform goes down so
+that accepted messages wait in the outbox; then SIGTERM. Every message answered 202 must be
+stored, no outbox claim may outlive the process, the audit log must be sealed and verify, and
+the next process must deliver every accepted message exactly once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import collections
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-import pytest
 
-from tests.conftest import ADMIN_TOKEN, REPO
+from tests.conftest import ADMIN_TOKEN, REPO, admin_headers
+from tests.onboarding_helpers import onboard
+from tests.test_restart import LiveClient
 from tests.test_serve import free_port, wait_until_up
 
 SHUTDOWN_TIMEOUT_S = 5.0
-WORKERS = 24
+SENDERS = 16
+PEER_ID = "17841400000000001"
+PEER = f"mimi://instagram/u/{PEER_ID}"
 
 
 class Server:
@@ -37,6 +49,12 @@ class Server:
             GATEWAY_ADMIN_TOKEN=ADMIN_TOKEN,
             GATEWAY_LOG_FORMAT="json",
             GATEWAY_SERVER__SHUTDOWN_TIMEOUT_S=str(SHUTDOWN_TIMEOUT_S),
+            # Load, not rate limits, is under test here.
+            GATEWAY_LIMITS__MESSAGES__RATE_PER_S="100000",
+            GATEWAY_LIMITS__MESSAGES__BURST="100000",
+            GATEWAY_RELAY__RETRY_BASE_S="0.05",
+            GATEWAY_RELAY__RETRY_MAX_S="0.2",
+            GATEWAY_RELAY__MAX_ATTEMPTS="1000",
         )
         # Logs to a file: a pipe nobody reads would fill up and stall the server.
         self.log = data_dir.parent / f"serve-{self.port}.log"
@@ -48,7 +66,7 @@ class Server:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until_up(f"{self.url}/healthz")
+        wait_until_up(f"{self.url}/readyz")
 
     async def terminate(self) -> float:
         """SIGTERM; the seconds until the process has exited."""
@@ -68,77 +86,125 @@ class Server:
         self.proc.wait(timeout=10)
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+def text_content(text: str) -> dict[str, Any]:
+    encoded = base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
+    single = {"cardinality": "single", "contentType": "text/plain;charset=utf-8"}
+    return {"nestedPart": {**single, "content": encoded}}
 
 
 class Load:
-    """Concurrent clients; remembers the request ids answered 2xx and when each ended."""
+    """Senders posting messages one after another; remembers what was answered 202."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.accepted: list[str] = []
+    def __init__(self, client: LiveClient, client_id: str, headers: dict[str, str]) -> None:
+        self.client = client
+        self.client_id = client_id
+        self.headers = headers
+        self.accepted: dict[str, str] = {}  # message id -> request id
         self.finished_at: list[float] = []
         self.stopping = asyncio.Event()
+        self.half_way = asyncio.Event()
         self.under_way = asyncio.Event()
 
-    async def client(self, session: aiohttp.ClientSession) -> None:
+    async def sender(self, n: int) -> None:
+        seq = 0
         while not self.stopping.is_set():
-            request_id = uuid.uuid4().hex
+            message_id = f"s{n}-{seq}"
+            body = {
+                "id": message_id,
+                "from": f"mimi://{self.client_id}/u/sender{n}",
+                "to": PEER,
+                "sent_at": int(time.time() * 1000),
+                "content": text_content(message_id),
+            }
             try:
-                async with session.get(
-                    f"{self.url}/healthz", headers={"X-Request-Id": request_id}
-                ) as response:
-                    await response.read()
-                    if 200 <= response.status < 300:
-                        self.accepted.append(request_id)
-                        self.finished_at.append(time.monotonic())
-                        if len(self.accepted) >= 200:
-                            self.under_way.set()
+                response = await self.client.post("/v1/messages", json=body, headers=self.headers)
+                await response.read()
             except (aiohttp.ClientError, OSError):
-                # Refused or closed while the server drains: not accepted, so not counted.
+                # Refused or closed while the server drains: not accepted; retried as a client
+                # would, with the same id, until the process is gone.
                 await asyncio.sleep(0.01)
+                continue
+            if response.status == 202:
+                self.accepted[message_id] = response.headers["X-Request-Id"]
+                self.finished_at.append(time.monotonic())
+                if len(self.accepted) >= 150:
+                    self.half_way.set()
+                if len(self.accepted) >= 300:
+                    self.under_way.set()
+            seq += 1
 
 
-def audited_request_ids(db: Path) -> set[str]:
+def query(db: Path, sql: str, *args: Any) -> list[Any]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return {row[0] for row in conn.execute("SELECT request_id FROM audit_records")}
+        return conn.execute(sql, args).fetchall()
 
 
-def unsealed_records(db: Path) -> int:
-    """Records of the chain after its last signed checkpoint."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        head = conn.execute("SELECT MAX(seq) FROM audit_records").fetchone()[0]
-        sealed = conn.execute("SELECT MAX(seq) FROM audit_checkpoints").fetchone()[0]
-    return int(head) - int(sealed or 0)
+async def prepare(client: LiveClient) -> Any:
+    """An onboarded provider and an Instagram sandbox user who consented to it."""
+    provider = await onboard(client)
+    response = await client.post(
+        "/sandbox/v1/users",
+        headers=admin_headers(),
+        json={"service": "instagram", "id": PEER_ID, "name": "Sam", "consent": "all"},
+    )
+    assert response.status == 201, await response.text()
+    return provider
 
 
-async def test_sigterm_under_load_drains_seals_and_exits_zero(data_dir: Path) -> None:
+async def delivered_texts(client: LiveClient) -> list[str]:
+    response = await client.get("/sandbox/v1/inbox", params={"user": PEER}, headers=admin_headers())
+    assert response.status == 200
+    items = (await response.json())["items"]
+    return [item["payload"]["entry"][0]["messaging"][0]["message"]["text"] for item in items]
+
+
+async def test_sigterm_under_load_loses_nothing_accepted(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
     server = await asyncio.to_thread(Server, data_dir)
-    load = Load(server.url)
     try:
         async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=WORKERS),
+            base_url=server.url,
+            connector=aiohttp.TCPConnector(limit=2 * SENDERS),  # room for admin calls
             timeout=aiohttp.ClientTimeout(total=3 * SHUTDOWN_TIMEOUT_S),
         ) as session:
-            clients = [asyncio.create_task(load.client(session)) for _ in range(WORKERS)]
+            client = LiveClient(session, server.url)
+            provider = await prepare(client)
+            load = Load(client, provider.client_id, provider.headers())
+            senders = [asyncio.create_task(load.sender(n)) for n in range(SENDERS)]
+            await load.half_way.wait()
+            # From here on, accepted messages wait in the outbox (retried with backoff).
+            response = await client.post(
+                "/sandbox/v1/outage",
+                json={"service": "instagram", "down": True},
+                headers=admin_headers(),
+            )
+            assert response.status in (200, 204)
             await load.under_way.wait()
             signalled = time.monotonic()
             took = await server.terminate()
+            stopped_ms = int(time.time() * 1000)
             load.stopping.set()
-            await asyncio.gather(*clients)
+            await asyncio.gather(*senders)
     finally:
         server.kill()
     assert server.proc.returncode == 0, server.log_tail()
     assert took < SHUTDOWN_TIMEOUT_S, f"exit took {took:.2f}s"
-    # Requests answered while the signal was being handled (they were in flight) count too.
+    # Requests in flight when the signal came were answered, not dropped.
     assert any(t >= signalled for t in load.finished_at)
 
     db = data_dir / "gateway.db"
-    missing = set(load.accepted) - audited_request_ids(db)
-    assert not missing, f"{len(missing)} of {len(load.accepted)} answered requests left no record"
-    assert unsealed_records(db) == 0  # the final checkpoint covers the last record
+    stored = {row[0] for row in query(db, "SELECT client_msg_id FROM relay_messages")}
+    assert not set(load.accepted) - stored, "a message answered 202 was not stored"
+    audited = {row[0] for row in query(db, "SELECT request_id FROM audit_records")}
+    assert not set(load.accepted.values()) - audited, "an accepted message has no audit record"
+    waiting = query(db, "SELECT lease_until FROM relay_outbox")
+    assert waiting, "the outage should have left work in the outbox"
+    assert all(lease <= stopped_ms for (lease,) in waiting), "a claim outlived the process"
+    ((head, sealed),) = query(
+        db,
+        "SELECT (SELECT MAX(seq) FROM audit_records), (SELECT MAX(seq) FROM audit_checkpoints)",
+    )
+    assert head == sealed, "the final checkpoint does not cover the last audit record"
     verify = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "gateway", "audit", "verify", "--database", f"sqlite:///{db}"],
@@ -149,9 +215,20 @@ async def test_sigterm_under_load_drains_seals_and_exits_zero(data_dir: Path) ->
     )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
-    restarted = await asyncio.to_thread(Server, data_dir)  # and the same data dir serves again
+    # The next process (the outage was the old one's) delivers every accepted message, once.
+    restarted = await asyncio.to_thread(Server, data_dir)
     try:
+        async with aiohttp.ClientSession(base_url=restarted.url) as session:
+            client = LiveClient(session, restarted.url)
+            deadline = time.monotonic() + 20
+            texts = await delivered_texts(client)
+            while len(set(texts)) < len(load.accepted) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                texts = await delivered_texts(client)
         assert await restarted.terminate() < SHUTDOWN_TIMEOUT_S
     finally:
         restarted.kill()
-    assert restarted.proc.returncode == 0
+    assert restarted.proc.returncode == 0, restarted.log_tail()
+    assert set(load.accepted) <= set(texts)
+    twice = [text for text, n in collections.Counter(texts).items() if n > 1]
+    assert not twice, f"delivered more than once: {twice[:5]}"
