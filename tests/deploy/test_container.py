@@ -90,8 +90,12 @@ def test_compose_runs_postgres_two_replicas_a_proxy_prometheus_and_grafana() -> 
     assert {"postgres", "proxy", "prometheus", "grafana"} <= set(services)
     replicas = gateway_services()
     assert len(replicas) == 2
-    chains = {s["environment"]["GATEWAY_AUDIT__CHAIN_ID"] for s in replicas.values()}
-    assert len(chains) == 2  # one audit hash chain per writer
+    configs = [
+        load_config(env=gateway_env({k: interpolated(v) for k, v in s["environment"].items()}))
+        for s in replicas.values()
+    ]
+    assert len({c.replica_id for c in configs}) == 2  # one live process per replica id
+    assert len({c.audit.chain_id for c in configs}) == 2  # one audit hash chain per writer
     # ... and one data dir (keys, media) for all of them.
     data_dirs = {
         volume for s in replicas.values() for volume in s["volumes"] if "/var/lib" in volume
@@ -158,8 +162,8 @@ def test_k8s_deployment_probes_grace_and_config() -> None:
         assert ref["name"] == secret["metadata"]["name"]
         env[item["name"]] = secret["stringData"][ref["key"]]
     config = load_config(env=gateway_env(env))
-    # Each pod writes its own audit chain.
-    assert env["GATEWAY_AUDIT__CHAIN_ID"] != load_config(env={}).audit.chain_id
+    # Each pod is its own replica, writing its own audit chain.
+    assert config.replica_id == config.audit.chain_id == "dma-gateway-7d9f8c6b5-x2x4q"
     assert config.server.host == "0.0.0.0"
     (port,) = container["ports"]
     assert port["containerPort"] == config.server.port
