@@ -152,7 +152,9 @@ async def prepare(client: LiveClient) -> Any:
 
 
 async def delivered_texts(client: LiveClient) -> list[str]:
-    response = await client.get("/sandbox/v1/inbox", params={"user": PEER}, headers=admin_headers())
+    response = await client.get(
+        "/sandbox/v1/inbox", params={"user": PEER}, headers=admin_headers()
+    )
     assert response.status == 200
     items = (await response.json())["items"]
     return [item["payload"]["entry"][0]["messaging"][0]["message"]["text"] for item in items]
