@@ -137,7 +137,11 @@ class DeliveryWorker:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
-        released = await self._release_leases()
+        try:
+            released = await self._release_leases()
+        except Exception:  # storage already gone: the leases then expire after lease_s
+            log.warning("delivery_leases_not_released", exc_info=True)
+            return
         log.info("delivery_stopped", leases_released=released)
 
     async def _run(self) -> None:
