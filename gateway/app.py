@@ -52,6 +52,7 @@ from gateway.http.keys import (
     TOKEN_ENDPOINT,
     WEBHOOK_PUSHER,
 )
+from gateway.http.lifecycle import log_shutdown
 from gateway.http.middlewares import (
     observe_middleware,
     problem_middleware,
@@ -256,6 +257,7 @@ def create_app(config: Config) -> web.Application:
         client_max_size=config.server.max_body_bytes,
     )
     app[CONFIG] = config
+    log_shutdown(app)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(secrets_ctx)
     app.cleanup_ctx.append(audit.audit_ctx)

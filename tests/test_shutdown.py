@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import json
 import os
 import signal
 import sqlite3
@@ -76,6 +77,12 @@ class Server:
             assert time.monotonic() - sent < 3 * SHUTDOWN_TIMEOUT_S, "no exit after SIGTERM"
             await asyncio.sleep(0.01)
         return time.monotonic() - sent
+
+    def events_since_sigterm(self) -> list[str]:
+        """The log's event names from `shutdown_started` on."""
+        events = [json.loads(line).get("event", "") for line in self.log.read_text().splitlines()
+                  if line.startswith("{")]  # fmt: skip
+        return events[events.index("shutdown_started") :] if "shutdown_started" in events else []
 
     def log_tail(self) -> str:
         return "\n".join(self.log.read_text().splitlines()[-20:])
@@ -191,6 +198,16 @@ async def test_sigterm_under_load_loses_nothing_accepted(tmp_path: Path) -> None
         server.kill()
     assert server.proc.returncode == 0, server.log_tail()
     assert took < SHUTDOWN_TIMEOUT_S, f"exit took {took:.2f}s"
+    # Requests drain before the workers stop, and the final checkpoint comes after them.
+    milestones = [
+        "shutdown_started",
+        "shutdown_requests_drained",
+        "delivery_stopped",
+        "audit_checkpoint_written",
+        "shutdown_complete",
+    ]
+    events = iter(server.events_since_sigterm())
+    assert all(m in events for m in milestones), server.log_tail()  # in this order
     # Requests in flight when the signal came were answered, not dropped.
     assert any(t >= signalled for t in load.finished_at)
 
