@@ -15,30 +15,26 @@ from prometheus_client import REGISTRY
 
 log = structlog.get_logger("gateway.lifecycle")
 
-SHUTDOWN_STARTED = web.AppKey("shutdown_started", float)
-
-
-def _elapsed(app: web.Application) -> float:
-    return round(time.monotonic() - app.get(SHUTDOWN_STARTED, time.monotonic()), 3)
-
-
-async def _started(app: web.Application) -> None:
-    app[SHUTDOWN_STARTED] = time.monotonic()
-    in_flight = REGISTRY.get_sample_value("gateway_http_requests_in_flight") or 0
-    log.info("shutdown_started", requests_in_flight=int(in_flight))
-
-
-async def _drained(app: web.Application) -> None:
-    log.info("shutdown_requests_drained", elapsed_s=_elapsed(app))
-
-
-async def _done(app: web.Application) -> None:
-    log.info("shutdown_complete", elapsed_s=_elapsed(app))
-
 
 def log_shutdown(app: web.Application) -> None:
     """Log the milestones of `app`'s shutdown (call once, in create_app)."""
-    app.on_shutdown.append(_started)
+    started: list[float] = []  # the app's state is frozen once it runs: keep ours here
+
+    def elapsed() -> float:
+        return round(time.monotonic() - (started[0] if started else time.monotonic()), 3)
+
+    async def on_signal(app: web.Application) -> None:
+        started.append(time.monotonic())
+        in_flight = REGISTRY.get_sample_value("gateway_http_requests_in_flight") or 0
+        log.info("shutdown_started", requests_in_flight=int(in_flight))
+
+    async def drained(app: web.Application) -> None:
+        log.info("shutdown_requests_drained", elapsed_s=elapsed())
+
+    async def done(app: web.Application) -> None:
+        log.info("shutdown_complete", elapsed_s=elapsed())
+
+    app.on_shutdown.append(on_signal)
     # Before the cleanup contexts (registered at construction) and after them.
-    app.on_cleanup.insert(0, _drained)
-    app.on_cleanup.append(_done)
+    app.on_cleanup.insert(0, drained)
+    app.on_cleanup.append(done)
