@@ -5,17 +5,25 @@ from __future__ import annotations
 import logging
 import sys
 
+import msgspec
 import structlog
+
+# repr() for what JSON has no type for, as structlog's JSONRenderer does.
+_ENCODER = msgspec.json.Encoder(enc_hook=repr)
+
+
+def render_json(_logger: object, _name: str, event: structlog.typing.EventDict) -> bytes:
+    """One JSON line, encoded by msgspec (several times cheaper than json.dumps per line)."""
+    return _ENCODER.encode(event)
 
 
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     """Route structlog and stdlib logging to stderr in one format."""
     if fmt == "auto":
         fmt = "console" if sys.stderr.isatty() else "json"
+    console = fmt == "console"
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer()
-        if fmt == "console"
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -23,11 +31,19 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info,
+            renderer if console else render_json,
+        ],
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=(
+            structlog.PrintLoggerFactory(sys.stderr)
+            if console
+            else structlog.BytesLoggerFactory(sys.stderr.buffer)
+        ),
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
