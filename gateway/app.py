@@ -54,9 +54,8 @@ from gateway.http.keys import (
 )
 from gateway.http.lifecycle import log_shutdown
 from gateway.http.middlewares import (
-    observe_middleware,
     problem_middleware,
-    request_id_middleware,
+    request_middleware,
 )
 from gateway.platforms.http import HttpPlatform
 from gateway.platforms.ingress import Ingress
@@ -248,8 +247,7 @@ def create_app(config: Config) -> web.Application:
     app = web.Application(
         # The audit middleware sits outside problem+json rendering to see the final status.
         middlewares=[
-            request_id_middleware,
-            observe_middleware,
+            request_middleware,
             audit.audit_middleware,
             problem_middleware,
             auth_middleware,

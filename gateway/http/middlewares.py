@@ -1,4 +1,4 @@
-"""Request id, request log and metrics, and the one problem+json renderer."""
+"""Request id, request log and metrics (one middleware), and the one problem+json renderer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -45,38 +46,51 @@ def route_template(request: web.Request) -> str:
     return str(resource.canonical)
 
 
+# Per (route, method, status): the metric children, looked up once (labels() takes a lock
+# and validates its arguments on every call). Bounded: routes are templates, methods known.
+_REQUEST_METRICS: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _request_metrics(route: str, method: str, status: int) -> tuple[Any, Any]:
+    key = (route, method, status)
+    found = _REQUEST_METRICS.get(key)
+    if found is None:
+        found = (
+            metrics.HTTP_REQUESTS.labels(route, method, str(status)),
+            metrics.HTTP_DURATION.labels(route, method),
+        )
+        _REQUEST_METRICS[key] = found
+    return found
+
+
 @web.middleware
-async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Accept a sane X-Request-Id or make one; bind it to logs; echo it."""
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+async def request_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id (a sane X-Request-Id or a fresh one; bound to logs; echoed), then one log
+    line and the metrics of the request, labelled by route template (one layer, not two)."""
+    incoming = request.headers.get(REQUEST_ID_HEADER)
+    request_id = (
+        incoming if incoming is not None and _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+    )
     request[REQUEST_ID] = request_id
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(request_id=request_id)
-    response = await handler(request)
-    if not response.prepared:
-        response.headers[REQUEST_ID_HEADER] = request_id
-    return response
-
-
-@web.middleware
-async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One log line and the metrics of each request, labelled by route template."""
     route = route_template(request)
     method = request.method if request.method in _KNOWN_METHODS else "OTHER"
-    structlog.contextvars.bind_contextvars(route=route)
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(request_id=request_id, route=route)
     started = time.perf_counter()
     metrics.HTTP_IN_FLIGHT.inc()
     status = 500
     try:
         response = await handler(request)
         status = response.status
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
         return response
     finally:
         elapsed = time.perf_counter() - started
         metrics.HTTP_IN_FLIGHT.dec()
-        metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-        metrics.HTTP_DURATION.labels(route, method).observe(elapsed)
+        requests, duration = _request_metrics(route, method, status)
+        requests.inc()
+        duration.observe(elapsed)
         if status == 429:
             metrics.RATE_LIMITED.labels(route).inc()
         log.info(
