@@ -91,6 +91,7 @@ class DeliveryWorker:
         self._task: asyncio.Task[None] | None = None
         self._slots = asyncio.Semaphore(config.concurrency)
         self._stats_due = 0.0
+        self._after = ""
 
     def wake(self) -> None:
         """New work committed: claim now rather than at the next poll."""
@@ -165,14 +166,19 @@ class DeliveryWorker:
         dialect, limit, replica = self.store.dialect, self.config.claim_batch, self.replica_id
         per_conversation = self.config.claim_per_conversation
 
+        after = self._after
+
         async def claim(tx: Tx) -> list[Row]:
             return await outbox.claim(
-                tx, dialect, now_ms(), lease_ms, limit, replica, per_conversation=per_conversation
-            )
+                tx, dialect, now_ms(), lease_ms, limit, replica,
+                per_conversation=per_conversation, after=after,
+            )  # fmt: skip
 
         if self._stopping:
             return False
         rows = await self.store.write("outbox_claim", claim)
+        # The next round starts after the last conversation this one took: round robin.
+        self._after = rows[-1]["conversation"] if rows else ""
         runs: dict[str, list[Row]] = {}
         for row in rows:
             runs.setdefault(row["conversation"], []).append(row)

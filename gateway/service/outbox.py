@@ -33,16 +33,26 @@ CLAIM_SQL = {"sqlite": _CLAIM, "postgres": _CLAIM + " FOR UPDATE OF o SKIP LOCKE
 # Runs: up to $3 rows from the head of each conversation, with each row's position in it
 # (`pos`, 0 for the head), so that only an unbroken run from the head is claimed even where a
 # row before it is leased, not due, or locked by another replica's claim (skipped).
+# The conversations are walked through the (conversation, seq) index from the one after $4
+# (a loose index scan: one probe per conversation, at most $2 of them), so the cost does not
+# grow with the rows queued behind a head; a worker passes the last conversation it claimed,
+# so rounds go round the conversations.
 _CLAIM_RUNS = (
+    "WITH RECURSIVE c(conversation, n) AS ("
+    "SELECT MIN(conversation), 1 FROM relay_outbox WHERE conversation > $4 "
+    "UNION ALL SELECT (SELECT MIN(r.conversation) FROM relay_outbox r "
+    "WHERE r.conversation > c.conversation), c.n + 1 "
+    "FROM c WHERE c.conversation IS NOT NULL AND c.n < $2) "
     "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, m.client_id, "
     "m.client_msg_id, m.kind, m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload, "
     "(SELECT COUNT(*) FROM relay_outbox p WHERE p.conversation = o.conversation "
     "AND p.seq < o.seq) AS pos "
-    "FROM relay_outbox o JOIN relay_messages m ON m.id = o.message_id "
+    "FROM c JOIN relay_outbox o ON o.conversation = c.conversation "
+    "AND o.seq < COALESCE((SELECT h.seq FROM relay_outbox h WHERE h.conversation = "
+    "c.conversation ORDER BY h.seq LIMIT 1 OFFSET $3), 9223372036854775807) "
+    "JOIN relay_messages m ON m.id = o.message_id "
     "WHERE o.next_attempt_at <= $1 AND o.lease_until <= $1 "
-    "AND o.seq IN (SELECT h.seq FROM relay_outbox h WHERE h.conversation = o.conversation "
-    "ORDER BY h.seq LIMIT $3) "
-    "ORDER BY o.seq LIMIT $2"
+    "ORDER BY c.n, o.seq LIMIT $2"
 )
 CLAIM_RUNS_SQL = {"sqlite": _CLAIM_RUNS, "postgres": _CLAIM_RUNS + " FOR UPDATE OF o SKIP LOCKED"}
 # The claimed row `$1`, unless another replica's open transaction has it locked.
@@ -63,34 +73,46 @@ async def claim(
     replica: str = "",
     *,
     per_conversation: int = 1,
+    after: str = "",
 ) -> list[Row]:
-    """Lease up to `limit` due rows to `replica`; return them with their messages, by seq.
+    """Lease up to `limit` due rows to `replica`; return them with their messages.
 
-    At most `per_conversation` rows of one conversation, an unbroken run from its head.
+    At most `per_conversation` rows of one conversation, an unbroken run from its head, in
+    order; with runs, conversations after `after` first, then from the start.
     """
     if per_conversation == 1:
         rows = await tx.fetch(CLAIM_SQL[dialect], now, limit)
-    else:
-        rows = _runs(await tx.fetch(CLAIM_RUNS_SQL[dialect], now, limit, per_conversation))
+        await _lease(tx, rows, now + lease_ms, replica)
+        return rows
+    rows = _runs(await tx.fetch(CLAIM_RUNS_SQL[dialect], now, limit, per_conversation, after))
+    await _lease(tx, rows, now + lease_ms, replica)
+    if after and len(rows) < limit:  # round the corner: leased rows are not claimed twice
+        left = limit - len(rows)
+        wrapped = _runs(await tx.fetch(CLAIM_RUNS_SQL[dialect], now, left, per_conversation, ""))
+        await _lease(tx, wrapped, now + lease_ms, replica)
+        rows += wrapped
+    return rows
+
+
+async def _lease(tx: Tx, rows: list[Row], until: int, replica: str) -> None:
     if rows:
         await tx.executemany(
             "UPDATE relay_outbox SET lease_until = $1, claimed_by = $2 WHERE seq = $3",
-            [(now + lease_ms, replica, row["seq"]) for row in rows],
+            [(until, replica, row["seq"]) for row in rows],
         )
-    return rows
 
 
 def _runs(rows: list[Row]) -> list[Row]:
     """The rows that continue their conversation's run from its head (pos 0, 1, 2...)."""
-    next_pos: dict[str, int] = {}
+    by_conversation: dict[str, list[Row]] = {}
+    for row in rows:  # in the order the conversations were walked
+        by_conversation.setdefault(row["conversation"], []).append(row)
     kept = []
-    for row in rows:  # by seq: a conversation's rows come in its order
-        conversation = row["conversation"]
-        if row["pos"] == next_pos.get(conversation, 0):
-            next_pos[conversation] = row["pos"] + 1
+    for run in by_conversation.values():
+        for expected, row in enumerate(sorted(run, key=lambda r: r["pos"])):
+            if row["pos"] != expected:
+                break  # nothing after a gap
             kept.append(row)
-        else:
-            next_pos[conversation] = -1  # broken: nothing after a gap
     return kept
 
 

@@ -102,3 +102,23 @@ async def test_no_row_is_claimed_past_a_leased_head(store: Store) -> None:
 
     assert await claim(1) == ["gw_0_0"]
     assert await claim(4) == []  # gw_0_1 and gw_0_2 wait for the leased head
+
+
+async def test_rounds_go_round_the_conversations(store: Store) -> None:
+    await enqueue(store, conversations=3, per_conversation=2)
+    now = int(time.time() * 1000)
+    conversation = "mimi://p/u/a\nmimi://whatsapp/u/{}".format
+
+    async def claim(after: str) -> list[str]:
+        async def unit(tx: Tx) -> list[str]:
+            rows = await outbox.claim(
+                tx, store.dialect, now, 1000, 2, "r", per_conversation=2, after=after
+            )
+            return [row["message_id"] for row in rows]
+
+        return await store.write("claim", unit)
+
+    assert await claim(conversation(1)) == ["gw_2_0", "gw_2_1"]  # after the cursor first
+    assert await claim(conversation(2)) == ["gw_0_0", "gw_0_1"]  # then round the corner
+    assert await claim(conversation(0)) == ["gw_1_0", "gw_1_1"]
+    assert await claim(conversation(1)) == []  # all leased
