@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from gateway.crypto import OlmParty
 from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
 from gateway.secretfiles import load_or_create
-from gateway.store import Store, Tx
+from gateway.store import Store, Tx, is_lock_not_available
 
 ONE_TIME_KEYS = 20
 REPLENISH_BELOW = 5
@@ -47,8 +47,6 @@ class StaleAccount(Exception):
     """The Olm account changed (or is being changed) since it was read: read it again."""
 
 
-# SQLSTATE lock_not_available: FOR UPDATE NOWAIT met another transaction's lock.
-LOCK_NOT_AVAILABLE = "55P03"
 _LOCK_SQL = {
     "sqlite": "SELECT olm_version FROM sandbox_users WHERE uri = $1",
     "postgres": "SELECT olm_version FROM sandbox_users WHERE uri = $1 FOR UPDATE NOWAIT",
@@ -158,7 +156,7 @@ class SandboxState:
         try:
             current = await tx.fetchval(_LOCK_SQL[self.store.dialect], uri)
         except Exception as exc:
-            if getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE:
+            if is_lock_not_available(exc):
                 raise StaleAccount(uri) from None
             raise
         if current != version:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import msgspec
@@ -32,11 +33,14 @@ from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import DeliveryFailedEvent
 from gateway.service.events import EventQueue
-from gateway.store import Row, Store, Tx
+from gateway.store import Row, Store, Tx, is_lock_not_available
 
 log = structlog.get_logger(__name__)
 # How often the outbox is counted (other replicas' work); in between, counted in memory.
 STATS_EVERY_S = 1.0
+
+# Tries at a unit whose claimed row another replica's transaction holds for a moment.
+LOCKED_ATTEMPTS = 50
 
 
 def now_ms() -> int:
@@ -246,6 +250,17 @@ class DeliveryWorker:
         at = now_ms() + int(self.backoff_s(attempts) * 1000)
         return Outcome(row, "retry", exc.reason, attempts=attempts, at=at)
 
+    async def _write_own(self, name: str, unit: Callable[[Tx], Awaitable[None]]) -> None:
+        """Write a unit touching claimed rows; another replica's brief lock on one: again."""
+        for attempt in range(LOCKED_ATTEMPTS):
+            try:
+                await self.store.write(name, unit)
+                return
+            except Exception as exc:
+                if not is_lock_not_available(exc) or attempt == LOCKED_ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(random.uniform(0.005, 0.02))
+
     async def _record(self, outcomes: list[Outcome]) -> None:
         """Every outcome of a round in one write unit (one commit, not several per message)."""
         at, dialect, replica = now_ms(), self.store.dialect, self.replica_id
@@ -267,7 +282,7 @@ class DeliveryWorker:
                 else:
                     await outbox.release(tx, row["seq"], dialect=dialect, replica=replica)
 
-        await self.store.write("outbox_outcomes", unit)
+        await self._write_own("outbox_outcomes", unit)
         for o in outcomes:
             self._report(o)
 

@@ -1,18 +1,20 @@
 """The delivery outbox's SQL in one place, with the few spellings that differ per dialect.
 
-A claim takes the oldest row of each conversation that is due and not leased, and leases it
-to this replica (`claimed_by`, `lease_until`). Only a conversation's head is claimable and it
-leaves the outbox only once delivered or dead-lettered, so a conversation's next message waits
-for the one before it, whichever replica holds that (order per conversation). A lease that
-expires (its replica was killed) makes the head claimable again: at least once, and the
+A claim takes an unbroken run of due, unleased rows from the head of each conversation (one
+row, or up to `per_conversation`) and leases them to this replica (`claimed_by`,
+`lease_until`). A row leaves the outbox only once delivered or dead-lettered, and nothing
+behind a leased, not yet due or locked row is claimable, so a conversation's next message
+waits for the one before it, whichever replica holds that (order per conversation). A lease
+that expires (its replica was killed) makes the rows claimable again: at least once, and the
 platforms drop a message id they have seen.
 
 On PostgreSQL the claim locks with `FOR UPDATE SKIP LOCKED`, so replicas claim disjoint rows
-without waiting on each other; updates of a claimed row go through `_OWN_ROW`, which skips a
-row another replica's transaction has locked (it has just claimed it back after our lease
-expired: it owns it now) instead of waiting for that transaction. A write unit must never
-wait on another replica: it would hold up this replica's whole group commit. SQLite has one
-writer, so its units are serial and the plain spellings do.
+without waiting on each other. A write unit must never wait on another replica (it would hold
+up this replica's whole group commit), yet another replica's claim may hold a row lock on a
+row it did not take (a claim locks a head, then finds it leased meanwhile, and keeps the lock
+until its COMMIT): so updates of a claimed row lock it `NOWAIT` (`_OWN_ROW`) and the caller
+tries again a moment later (`is_lock_not_available`). SQLite has one writer, so its units are
+serial and the plain spellings do.
 """
 
 from __future__ import annotations
@@ -55,10 +57,11 @@ _CLAIM_RUNS = (
     "ORDER BY c.n, o.seq LIMIT $2"
 )
 CLAIM_RUNS_SQL = {"sqlite": _CLAIM_RUNS, "postgres": _CLAIM_RUNS + " FOR UPDATE OF o SKIP LOCKED"}
-# The claimed row `$1`, unless another replica's open transaction has it locked.
+# The claimed row `$1`; on PostgreSQL an error (never a wait) while another transaction has
+# it locked.
 _OWN_ROW = {
     "sqlite": "seq = $1",
-    "postgres": "seq = (SELECT seq FROM relay_outbox WHERE seq = $1 FOR UPDATE SKIP LOCKED)",
+    "postgres": "seq = (SELECT seq FROM relay_outbox WHERE seq = $1 FOR UPDATE NOWAIT)",
 }
 # The topic of Store notifications that new work is in the outbox (wakes other replicas).
 TOPIC = "outbox"
@@ -162,8 +165,8 @@ async def finish(
 ) -> None:
     """Remove the work item and drop the payload: only the envelope stays (Art. 7(8)).
 
-    A row another replica has just claimed back (our lease expired) is left to it: it will
-    deliver again, the platform drops the duplicate id, and it finishes the row itself.
+    A row already gone was finished by a replica that took it over after our lease expired
+    (the platform dropped the duplicate id): its message is left as that replica set it.
     """
     if not await tx.execute(f"DELETE FROM relay_outbox WHERE {_OWN_ROW[dialect]}", seq):
         return

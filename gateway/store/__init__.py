@@ -6,7 +6,15 @@ import sqlite3
 
 import asyncpg
 
-from gateway.store.base import Row, Store, StoreError, Tx, WriteUnit, redact_url
+from gateway.store.base import (
+    Row,
+    Store,
+    StoreError,
+    Tx,
+    WriteUnit,
+    is_lock_not_available,
+    redact_url,
+)
 
 __all__ = [
     "INTEGRITY_ERRORS",
@@ -15,6 +23,7 @@ __all__ = [
     "StoreError",
     "Tx",
     "WriteUnit",
+    "is_lock_not_available",
     "open_store",
     "redact_url",
 ]

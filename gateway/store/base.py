@@ -14,6 +14,14 @@ T = TypeVar("T")
 
 Row = Mapping[str, Any]
 
+# SQLSTATE lock_not_available: a `FOR UPDATE NOWAIT` met another transaction's row lock.
+LOCK_NOT_AVAILABLE = "55P03"
+
+
+def is_lock_not_available(exc: BaseException) -> bool:
+    """Whether `exc` is PostgreSQL refusing to wait for a row lock (NOWAIT): try again soon."""
+    return getattr(exc, "sqlstate", None) == LOCK_NOT_AVAILABLE
+
 
 class StoreError(Exception):
     """Storage cannot be opened or used (unreachable, schema too new, ...)."""

@@ -20,7 +20,7 @@ from gateway.service import outbox
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
-from gateway.store import Store, Tx, open_store
+from gateway.store import Store, Tx, is_lock_not_available, open_store
 
 CONFIG = RelayConfig(poll_interval_s=0.05, claim_batch=8, concurrency=8, lease_s=30.0)
 
@@ -174,11 +174,14 @@ async def test_no_unit_waits_for_a_row_another_replica_has_locked(postgres_url: 
 
         async with asyncio.timeout(3):  # a blocked unit would wait for `other` forever
             assert await store.write("claim", claim) == ["gw_1_0"]
-            await store.write("finish", finish_locked)
+            with pytest.raises(Exception) as refused:  # at once: the caller tries again
+                await store.write("finish", finish_locked)
+        assert is_lock_not_available(refused.value)
         await other.execute("ROLLBACK")
-        assert await store.fetchval("SELECT COUNT(*) FROM relay_outbox WHERE seq = 1") == 1
+        await store.write("finish", finish_locked)
+        assert await store.fetchval("SELECT COUNT(*) FROM relay_outbox WHERE seq = 1") == 0
         status = await store.fetchval("SELECT status FROM relay_messages WHERE id = 'gw_0_0'")
-        assert status == "accepted"  # left to the replica that held it
+        assert status == "delivered"
     finally:
         await other.close()
         await store.close()
