@@ -33,6 +33,7 @@ from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import DeliveryFailedEvent
 from gateway.service.events import EventQueue
+from gateway.service.periodic import wait_event
 from gateway.store import Row, Store, Tx, is_lock_not_available
 
 log = structlog.get_logger(__name__)
@@ -159,8 +160,7 @@ class DeliveryWorker:
                 log.exception("delivery_round_failed")
                 busy = False
             if not busy:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval_s)
+                await wait_event(self._wakeup, self.config.poll_interval_s)
                 self._wakeup.clear()
 
     async def run_once(self) -> bool:

@@ -10,7 +10,6 @@ case a notification was lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ import msgspec
 
 from gateway.errors import InvalidCursor
 from gateway.service.event_types import Event
+from gateway.service.periodic import wait_event
 from gateway.store import Store, Tx
 
 _encoder = msgspec.json.Encoder()
@@ -126,8 +126,7 @@ class EventQueue:
             remaining = deadline - time.monotonic()
             if page.events or remaining <= 0:
                 return page
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), min(remaining, POLL_FALLBACK_S))
+            await wait_event(signal, min(remaining, POLL_FALLBACK_S))
 
     async def acked(self, client_id: str) -> int:
         """The provider's acknowledged cursor (0 before its first ack)."""

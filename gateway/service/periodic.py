@@ -12,6 +12,19 @@ import structlog
 log = structlog.get_logger(__name__)
 
 
+async def wait_event(event: asyncio.Event, timeout_s: float) -> bool:
+    """Wait until `event` is set or `timeout_s` passes; True if it was set.
+
+    Not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as the wait
+    ends (CPython gh-86296), and a worker loop that misses its cancellation never stops, so
+    shutdown hangs on it. asyncio.timeout tells the two apart.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            await event.wait()
+    return event.is_set()
+
+
 class Periodic:
     """Runs `job` now and then every `interval_s` until stopped; a failing run is logged."""
 

@@ -23,6 +23,7 @@ import structlog
 from gateway import metrics
 from gateway.config import RelayConfig
 from gateway.service.events import EventQueue
+from gateway.service.periodic import wait_event
 from gateway.service.providers import WebhookTarget
 
 log = structlog.get_logger(__name__)
@@ -92,8 +93,7 @@ class WebhookPusher:
                     self._maybe_push(client_id, now)
             except Exception:  # the loop outlives any one round; the failure is logged
                 log.exception("webhook_round_failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.config.poll_interval_s / 4)
+            await wait_event(self._wakeup, self.config.poll_interval_s / 4)
             self._wakeup.clear()
 
     def _maybe_push(self, client_id: str, now: float) -> None:

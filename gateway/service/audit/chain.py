@@ -25,6 +25,7 @@ from gateway.service.audit.records import (
     chain_hash,
     row_values,
 )
+from gateway.service.periodic import wait_event
 from gateway.store import Store, StoreError, Tx
 
 log = structlog.get_logger(__name__)
@@ -110,8 +111,7 @@ class Checkpointer:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._due.wait(), self._interval_s)
+            await wait_event(self._due, self._interval_s)
             try:
                 await self.checkpoint()
             except StoreError:
