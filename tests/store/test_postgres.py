@@ -96,6 +96,8 @@ async def test_statement_timeout_comes_from_config(postgres_url: str) -> None:
     store = await open_store(postgres_url, statement_timeout_s=0.1)
     try:
         assert await store.fetchval("SHOW statement_timeout") == "100ms"
+        assert await store.fetchval("SHOW jit") == "off"
+        assert await store.write("jit", lambda tx: tx.fetchval("SHOW jit")) == "off"
         with pytest.raises(asyncpg.QueryCanceledError):
             await store.fetchval("SELECT pg_sleep(2)")
     finally:
