@@ -30,6 +30,7 @@ test: $(TEST_STAMP)
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check gateway tests
 	$(BIN)/ruff format --check gateway tests
+	$(BIN)/mypy gateway
 
 format: $(TEST_STAMP)
 	$(BIN)/ruff format gateway tests

@@ -35,7 +35,7 @@ class _Section(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
 ReplicaId = Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]{1,64})?$")]
 
 
-class ServerConfig(_Section):
+class ServerConfig(_Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
     # This process among the replicas sharing a PostgreSQL database (README "Scaling out"):
@@ -48,7 +48,7 @@ class ServerConfig(_Section):
     shutdown_timeout_s: PositiveFloat = 10.0
 
 
-class StorageConfig(_Section):
+class StorageConfig(_Section, frozen=True):
     # Empty means `sqlite:///<data_dir>/gateway.db`.
     database_url: str = ""
     # Group commit: how many queued writes share one transaction at most.
@@ -57,17 +57,17 @@ class StorageConfig(_Section):
     statement_timeout_s: PositiveFloat = 30.0
 
 
-class LogConfig(_Section):
+class LogConfig(_Section, frozen=True):
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
-class MetricsConfig(_Section):
+class MetricsConfig(_Section, frozen=True):
     # How often each replica re-reads the database-state gauges (deploy/METRICS.md).
     refresh_interval_s: PositiveFloat = 15.0
 
 
-class AuditConfig(_Section):
+class AuditConfig(_Section, frozen=True):
     # One hash chain per writer: replicas sharing a PostgreSQL database each need their own id.
     # Unset: `main` on SQLite, the replica id on PostgreSQL (see load_config).
     chain_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "main"
@@ -76,21 +76,21 @@ class AuditConfig(_Section):
     checkpoint_interval_s: PositiveFloat = 60.0
 
 
-class KeysConfig(_Section):
+class KeysConfig(_Section, frozen=True):
     # A keys_low event goes to the owning provider when a user's stock falls below this.
     low_threshold: Positive = 10
     # One-time keys held per user at most (vodozemac publishes 50 at a time).
     max_one_time_keys: Positive = 200
 
 
-class MediaConfig(_Section):
+class MediaConfig(_Section, frozen=True):
     # Empty means `<data_dir>/media`.
     dir: str = ""
     expiry_days: Positive = 30
     cleanup_interval_s: PositiveFloat = 3600.0
 
 
-class RelayConfig(_Section):
+class RelayConfig(_Section, frozen=True):
     # Delivery workers: conversations delivered at once, rows claimed per round, fallback poll.
     concurrency: Positive = 16
     claim_batch: Positive = 256
@@ -114,7 +114,7 @@ class RelayConfig(_Section):
     push_batch: Positive = 100
 
 
-class PlatformEndpoint(_Section):
+class PlatformEndpoint(_Section, frozen=True):
     # Where native send payloads for this service are POSTed.
     url: str = ""
     # Meta's app secret: X-Hub-Signature-256 of incoming webhooks is checked against it.
@@ -125,23 +125,23 @@ class PlatformEndpoint(_Section):
     keys_url: str = ""
 
 
-class HttpPlatformConfig(_Section):
+class HttpPlatformConfig(_Section, frozen=True):
     timeout_s: PositiveFloat = 10.0
     services: dict[str, PlatformEndpoint] = {}
 
 
-class FunctionalityConfig(_Section):
+class FunctionalityConfig(_Section, frozen=True):
     state: Literal["available", "planned"] = "available"
     planned_for: str | None = None
 
 
-class ServiceConfig(_Section):
+class ServiceConfig(_Section, frozen=True):
     enabled: bool = True
     e2ee: Literal["required", "optional"] = "required"
     functionalities: dict[str, FunctionalityConfig] = {}
 
 
-class AuthConfig(_Section):
+class AuthConfig(_Section, frozen=True):
     # Access tokens (JWT, EdDSA) live this long; a rotated signing key stays published as long.
     access_token_ttl_s: Positive = 600
     # RFC 7523 client assertions may expire at most this far ahead.
@@ -155,14 +155,14 @@ class AuthConfig(_Section):
     token_cache_max: Positive = 10000
 
 
-class BucketConfig(_Section):
+class BucketConfig(_Section, frozen=True):
     """A token bucket: `burst` requests at once, refilled at `rate_per_s` (both required)."""
 
     rate_per_s: PositiveFloat
     burst: Positive
 
 
-class LimitsConfig(_Section):
+class LimitsConfig(_Section, frozen=True):
     enabled: bool = True
     # Per provider, by route class (the scope a route requires; `default` for the others).
     messages: BucketConfig = BucketConfig(rate_per_s=50.0, burst=200)
@@ -200,7 +200,7 @@ def _default_services() -> dict[str, ServiceConfig]:
     }
 
 
-class Config(_Section):
+class Config(_Section, frozen=True):
     data_dir: str = "var"
     admin_token: str = ""
     platforms: Literal["sandbox", "http"] = "sandbox"

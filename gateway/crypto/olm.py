@@ -118,8 +118,9 @@ class OlmParty:
         }
         fallback_key = None
         if fallback:
-            self.account.generate_fallback_key()
-            for key_id, key in self.account.fallback_key.items():
+            # Both exist at run time; vodozemac's bundled type stubs omit them.
+            self.account.generate_fallback_key()  # type: ignore[attr-defined]
+            for key_id, key in self.account.fallback_key.items():  # type: ignore[attr-defined]
                 b64 = key.to_base64()
                 fallback_key = IdentifiedKey(key_id=key_id, key=b64, signature=self.sign(b64))
         self.account.mark_keys_as_published()
@@ -164,19 +165,20 @@ class OlmParty:
             sender = vodozemac.Curve25519PublicKey.from_base64(peer)
         except (vodozemac.DecodeException, vodozemac.KeyException, ValueError) as exc:
             raise DecryptionFailed(f"malformed Olm message: {exc}") from None
+        pre_key = olm_message.to_pre_key() if message.type == 0 else None
+        if message.type == 0 and pre_key is None:
+            raise DecryptionFailed("malformed Olm message: not a pre-key message")
         for session in self.sessions.get(peer, []):
             try:
-                if message.type == 0 and not session.session_matches(olm_message.to_pre_key()):
+                if pre_key is not None and not session.session_matches(pre_key):
                     continue
                 return bytes(session.decrypt(olm_message))
             except vodozemac.OlmDecryptionException:
                 continue
-        if message.type != 0:
+        if pre_key is None:
             raise DecryptionFailed("no session with this sender decrypts the message")
         try:
-            session, plaintext = self.account.create_inbound_session(
-                sender, olm_message.to_pre_key()
-            )
+            session, plaintext = self.account.create_inbound_session(sender, pre_key)
         except (vodozemac.SessionCreationException, vodozemac.DecodeException) as exc:
             raise DecryptionFailed(f"cannot start a session: {exc}") from None
         self._remember(peer, session)

@@ -24,25 +24,25 @@ class _In(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     pass
 
 
-class NewUser(_In):
+class NewUser(_In, frozen=True):
     service: Literal["whatsapp", "messenger", "instagram"]
     id: NativeId
     name: Annotated[str, Meta(min_length=1, max_length=128)]
     consent: ClientIds = []
 
 
-class ConsentChange(_In):
+class ConsentChange(_In, frozen=True):
     user: str
     consent: ClientIds
 
 
-class SandboxSend(_In, rename={"sender": "from", "recipient": "to"}):
+class SandboxSend(_In, frozen=True, rename={"sender": "from", "recipient": "to"}):
     sender: str
     recipient: str
     content: dict[str, Any]
 
 
-class Outage(_In):
+class Outage(_In, frozen=True):
     service: Literal["whatsapp", "messenger", "instagram"]
     down: bool
 

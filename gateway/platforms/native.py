@@ -18,6 +18,7 @@ from gateway.translate import (
     TranslationError,
     receipt_event,
 )
+from gateway.translate.neutral import ReceiptStatus
 
 __all__ = [
     "TranslationError",
@@ -68,7 +69,7 @@ def receipt_webhook(
     service: str,
     *,
     message_id: str,
-    status: str,
+    status: ReceiptStatus,
     sender: str,
     recipient: str,
     sent_at: int,

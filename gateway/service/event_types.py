@@ -22,7 +22,7 @@ class _Event(
     event_id: str = ""
 
 
-class MessageEvent(_Event, tag="message"):
+class MessageEvent(_Event, frozen=True, tag="message"):
     """A message for a provider's user, the same shape as `POST /v1/messages`."""
 
     id: str
@@ -33,7 +33,7 @@ class MessageEvent(_Event, tag="message"):
     content: dict[str, Any] | None = None
 
 
-class ReceiptEvent(_Event, tag="receipt"):
+class ReceiptEvent(_Event, frozen=True, tag="receipt"):
     """A platform user received or read a message (`message_id` as the provider sent it)."""
 
     message_id: str
@@ -43,14 +43,14 @@ class ReceiptEvent(_Event, tag="receipt"):
     at: int
 
 
-class TypingEvent(_Event, tag="typing"):
+class TypingEvent(_Event, frozen=True, tag="typing"):
     sender: str
     recipient: str
     state: Literal["on", "off"]
     at: int
 
 
-class DeliveryFailedEvent(_Event, tag="delivery_failed"):
+class DeliveryFailedEvent(_Event, frozen=True, tag="delivery_failed"):
     """The gateway gave up on an accepted message; `message_id` is the provider's id."""
 
     message_id: str
@@ -61,7 +61,7 @@ class DeliveryFailedEvent(_Event, tag="delivery_failed"):
     at: int
 
 
-class ConsentEvent(_Event, tag="consent"):
+class ConsentEvent(_Event, frozen=True, tag="consent"):
     """A platform user granted or revoked consent to this provider (Art. 7(7))."""
 
     user: str
@@ -69,14 +69,14 @@ class ConsentEvent(_Event, tag="consent"):
     at: int
 
 
-class KeysLowEvent(_Event, tag="keys_low"):
+class KeysLowEvent(_Event, frozen=True, tag="keys_low"):
     """A provider's user has few unclaimed one-time keys left."""
 
     user: str
     one_time_key_count: int
 
 
-class IdentityChangedEvent(_Event, tag="identity_changed"):
+class IdentityChangedEvent(_Event, frozen=True, tag="identity_changed"):
     """A user's identity key changed: sessions with the old key are to be distrusted."""
 
     user: str

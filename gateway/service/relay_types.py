@@ -27,7 +27,7 @@ class _In(
 Encrypted = OlmMessage
 
 
-class MessageIn(_In):
+class MessageIn(_In, frozen=True):
     """`POST /v1/messages`: exactly one of `encrypted`, `content`, `content_cbor`."""
 
     id: ClientMessageId
@@ -39,7 +39,7 @@ class MessageIn(_In):
     content_cbor: str | None = None
 
 
-class ReceiptIn(_In):
+class ReceiptIn(_In, frozen=True):
     """`POST /v1/receipts`: `message_id` is the gateway id of the message event received."""
 
     message_id: Annotated[str, Meta(min_length=1, max_length=128)]
@@ -48,7 +48,7 @@ class ReceiptIn(_In):
     status: Literal["delivered", "read"]
 
 
-class TypingIn(_In):
+class TypingIn(_In, frozen=True):
     sender: UserUri
     recipient: UserUri
     state: Literal["on", "off"]
