@@ -207,6 +207,7 @@ async def _memory(
     gateway: Server,
     provider: Provider,
     bodies: list[str],
+    admin_token: str,
 ) -> dict[str, Any]:
     """RSS after `messages` messages (accepted and delivered), then with idle subscribers."""
     rss_before = gateway.rss_mb()
@@ -225,7 +226,10 @@ async def _memory(
     )  # fmt: skip
     await observe.settle(session, gateway.url, timeout_s=1800)
     rss_after = gateway.rss_mb()
-    ws = await _subscribers(options, gateway, provider)
+    # Idle means nothing to send: the sending provider has a backlog of delivery statuses that
+    # every one of its sockets would be handed, so a provider with an empty queue listens.
+    listener = await onboard(session, gateway.url, admin_token)
+    ws = await _subscribers(options, gateway, listener)
     return {
         "messages": load.requests,
         "accepted": load.accepted,
@@ -358,7 +362,12 @@ async def run(options: Options) -> dict[str, Any]:
                         )
                 if options.messages:
                     report["memory"] = await _memory(
-                        options, session, gateway, targets[0].provider, targets[0].bodies
+                        options,
+                        session,
+                        gateway,
+                        targets[0].provider,
+                        targets[0].bodies,
+                        admin_token,
                     )
                 report["gateway_rss_mb"] = round(gateway.rss_mb(), 1)
         finally:
