@@ -33,7 +33,6 @@ Store booleans as INTEGER 0/1 (SQLite has no BOOLEAN; it returns 0/1), or read t
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -44,6 +43,7 @@ import structlog
 
 from gateway import metrics
 from gateway.store.base import Row, StoreError, WriteUnit
+from gateway.store.group_commit import GroupCommitWriter, Pending
 from gateway.store.migrate import check_not_newer, load_migrations, split_statements
 from gateway.store.pg_session import Callback, ReplicaSession, channel_name
 
@@ -114,19 +114,10 @@ class PostgresTx:
         self._notices.append((topic, payload))
 
 
-class _Pending:
-    __slots__ = ("future", "name", "unit")
-
-    def __init__(self, name: str, unit: WriteUnit[Any], future: asyncio.Future[Any]) -> None:
-        self.name = name
-        self.unit = unit
-        self.future = future
+_Outcome = tuple[Pending, Any, BaseException | None, "PostgresTx"]
 
 
-_Outcome = tuple[_Pending, Any, BaseException | None, "PostgresTx"]
-
-
-class PostgresStore:
+class PostgresStore(GroupCommitWriter):
     """The scale-out Store (see module docstring)."""
 
     dialect = "postgres"
@@ -148,11 +139,8 @@ class PostgresStore:
         # Names this schema's notification channels (pg_session.channel_name).
         self._tag = tag
         self._session: ReplicaSession | None = None
-        self._group_commit_max = group_commit_max
+        super().__init__(group_commit_max)
         self._writer_conn: asyncpg.Connection | None = None
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
-        self._closed = False
 
     @classmethod
     async def open(
@@ -201,37 +189,14 @@ class PostgresStore:
             await pool.close()
             raise
         if not readonly:
-            store._writer_task = asyncio.get_running_loop().create_task(
-                store._write_loop(), name="postgres-writer"
-            )
+            store._start_writer("postgres-writer")
         return store
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def write(self, name: str, unit: WriteUnit[T]) -> T:
-        if self._closed or self._writer_task is None:
-            raise StoreError("store is closed or read only")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(name, unit, future))
-        return await future
-
-    async def _write_loop(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._group_commit_max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._run_batch(batch)
-            except Exception as exc:  # the loop must outlive any one batch
-                log.error("store_batch_failed", size=len(batch), error=type(exc).__name__)
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(StoreError("write failed"))
-                await self._drop_writer_conn()  # its state is unknown: start afresh
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+    async def _batch_failed(self, batch: list[Pending], exc: Exception) -> None:
+        log.error("store_batch_failed", size=len(batch), error=type(exc).__name__)
+        await self._drop_writer_conn()  # its state is unknown: start afresh
 
     async def _drop_writer_conn(self) -> None:
         conn, self._writer_conn = self._writer_conn, None
@@ -250,7 +215,7 @@ class PostgresStore:
             error = StoreError(f"write unit {item.name} went on after a failed statement")
             outcomes[-1] = (item, None, error, tx)
 
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    async def _run_batch(self, batch: list[Pending]) -> None:
         if self._writer_conn is None or self._writer_conn.is_closed():
             self._writer_conn = await self._connect()
         conn = self._writer_conn
@@ -365,14 +330,7 @@ class PostgresStore:
     async def close(self) -> None:
         if self._closed:
             return
-        # Let queued writes finish before the connections go away.
-        if self._writer_task is not None and not self._writer_task.done():
-            await self._queue.join()
-        self._closed = True
-        if self._writer_task is not None:
-            self._writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer_task
+        await self._stop_writer()  # queued writes finish before the connections go away
         if self._writer_conn is not None:
             await self._writer_conn.close(timeout=5)
         if self._session is not None:  # after the last write: the locks vouch for it

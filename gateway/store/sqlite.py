@@ -9,7 +9,6 @@ Statements themselves are short indexed operations on pages in memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import sqlite3
 import time
@@ -23,6 +22,7 @@ import structlog
 
 from gateway import metrics
 from gateway.store.base import Row, StoreError, WriteUnit
+from gateway.store.group_commit import GroupCommitWriter, Pending
 from gateway.store.migrate import check_not_newer, load_migrations, split_statements
 
 T = TypeVar("T")
@@ -70,15 +70,6 @@ class SqliteTx:
         pass  # one process: nobody else to tell
 
 
-class _Pending:
-    __slots__ = ("future", "name", "unit")
-
-    def __init__(self, name: str, unit: WriteUnit[Any], future: asyncio.Future[Any]) -> None:
-        self.name = name
-        self.unit = unit
-        self.future = future
-
-
 def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     if readonly:
         conn = sqlite3.connect(
@@ -98,21 +89,18 @@ def _connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
     return conn
 
 
-class SqliteStore:
+class SqliteStore(GroupCommitWriter):
     """The embedded Store (see module docstring)."""
 
     dialect = "sqlite"
 
     def __init__(self, path: str, *, group_commit_max: int = 256, readonly: bool = False) -> None:
+        super().__init__(group_commit_max)
         self.path = path
         self.readonly = readonly
-        self._group_commit_max = group_commit_max
         self._writer_conn: sqlite3.Connection | None = None
         self._reader = _connect(path, readonly=True) if readonly else None
-        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
-        self._writer_task: asyncio.Task[None] | None = None
         self._disk = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-commit")
-        self._closed = False
 
     @classmethod
     async def open(
@@ -132,45 +120,22 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite database {path}: {exc}") from exc
         if not readonly:
-            store._writer_task = asyncio.get_running_loop().create_task(
-                store._write_loop(), name="sqlite-writer"
-            )
+            store._start_writer("sqlite-writer")
         return store
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def write(self, name: str, unit: WriteUnit[T]) -> T:
-        if self._closed or self._writer_task is None:
-            raise StoreError("store is closed or read only")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(name, unit, future))
-        return await future
+    async def _batch_failed(self, batch: list[Pending], exc: Exception) -> None:
+        log.error("store_batch_failed", size=len(batch), exc_info=exc)
+        conn = self._writer_conn
+        if conn is not None and conn.in_transaction:
+            conn.execute("ROLLBACK")
 
-    async def _write_loop(self) -> None:
-        while True:
-            first = await self._queue.get()
-            batch = [first]
-            while len(batch) < self._group_commit_max and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._run_batch(batch)
-            except Exception:  # the loop must outlive any one batch
-                log.exception("store_batch_failed", size=len(batch))
-                conn = self._writer_conn
-                if conn is not None and conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(StoreError("write failed"))
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
-
-    async def _run_batch(self, batch: list[_Pending]) -> None:
+    async def _run_batch(self, batch: list[Pending]) -> None:
         conn = self._writer_conn
         assert conn is not None
         started = time.perf_counter()
-        outcomes: list[tuple[_Pending, Any, BaseException | None, SqliteTx]] = []
+        outcomes: list[tuple[Pending, Any, BaseException | None, SqliteTx]] = []
         conn.execute("BEGIN IMMEDIATE")
         for item in batch:
             if item.future.done():  # cancelled while queued: never ran, never answered
@@ -256,14 +221,7 @@ class SqliteStore:
     async def close(self) -> None:
         if self._closed:
             return
-        # Let queued writes finish before the connection goes away.
-        if self._writer_task is not None and not self._writer_task.done():
-            await self._queue.join()
-        self._closed = True
-        if self._writer_task is not None:
-            self._writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer_task
+        await self._stop_writer()  # queued writes finish before the connection goes away
         self._disk.shutdown(wait=True)
         for conn in (self._reader, self._writer_conn):
             if conn is not None:
