@@ -8,9 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, TypeVar
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, TypeVar
 
+import structlog
+
+from gateway import metrics
 from gateway.store.base import StoreError, WriteUnit
+
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
@@ -24,6 +31,13 @@ class Pending:
         self.name = name
         self.unit = unit
         self.future = future
+
+
+class _CommittedTx(Protocol):
+    _callbacks: list[Callable[[], None]]
+
+
+Outcome = tuple[Pending, Any, BaseException | None, Any]
 
 
 class GroupCommitWriter:
@@ -64,6 +78,26 @@ class GroupCommitWriter:
 
     async def _run_batch(self, batch: list[Pending]) -> None:
         raise NotImplementedError
+
+    def _resolve(self, outcomes: Sequence[Outcome], started: float) -> None:
+        """After the batch's COMMIT: run on-commit callbacks, answer every unit's caller."""
+        metrics.STORE_COMMITS.inc()
+        metrics.STORE_BATCH_SIZE.observe(len(outcomes))
+        metrics.STORE_COMMIT_DURATION.observe(time.perf_counter() - started)
+        for item, result, error, tx in outcomes:
+            if error is None:
+                committed: _CommittedTx = tx
+                for callback in committed._callbacks:
+                    try:
+                        callback()
+                    except Exception:
+                        log.exception("store_on_commit_failed", unit=item.name)
+            if item.future.done():
+                continue
+            if error is None:
+                item.future.set_result(result)
+            else:
+                item.future.set_exception(error)
 
     async def _batch_failed(self, batch: list[Pending], exc: Exception) -> None:
         """Log and reset the writer's connection after a batch failed as a whole."""

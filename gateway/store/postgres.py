@@ -41,7 +41,6 @@ from urllib.parse import urlsplit
 import asyncpg
 import structlog
 
-from gateway import metrics
 from gateway.store.base import Row, StoreError, WriteUnit
 from gateway.store.group_commit import GroupCommitWriter, Pending
 from gateway.store.migrate import check_not_newer, load_migrations, split_statements
@@ -243,22 +242,7 @@ class PostgresStore(GroupCommitWriter):
             return
         # NOTIFY is transactional: sent with the COMMIT, in its round trip, once per batch.
         await self._settle_last(conn, outcomes, self._notify_sql(outcomes) + "COMMIT")
-        metrics.STORE_COMMITS.inc()
-        metrics.STORE_BATCH_SIZE.observe(len(outcomes))
-        metrics.STORE_COMMIT_DURATION.observe(time.perf_counter() - started)
-        for item, result, error, tx in outcomes:
-            if error is None:
-                for callback in tx._callbacks:
-                    try:
-                        callback()
-                    except Exception:
-                        log.exception("store_on_commit_failed", unit=item.name)
-            if item.future.done():
-                continue
-            if error is None:
-                item.future.set_result(result)
-            else:
-                item.future.set_exception(error)
+        self._resolve(outcomes, started)
 
     def _notify_sql(self, outcomes: list[_Outcome]) -> str:
         notices = {n for _, _, error, tx in outcomes if error is None for n in tx._notices}

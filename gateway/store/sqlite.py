@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 
 import structlog
 
-from gateway import metrics
 from gateway.store.base import Row, StoreError, WriteUnit
 from gateway.store.group_commit import GroupCommitWriter, Pending
 from gateway.store.migrate import check_not_newer, load_migrations, split_statements
@@ -161,22 +160,7 @@ class SqliteStore(GroupCommitWriter):
                 if not item.future.done():
                     item.future.set_exception(StoreError("commit failed"))
             return
-        metrics.STORE_COMMITS.inc()
-        metrics.STORE_BATCH_SIZE.observe(len(outcomes))
-        metrics.STORE_COMMIT_DURATION.observe(time.perf_counter() - started)
-        for item, result, error, tx in outcomes:
-            if error is None:
-                for callback in tx._callbacks:
-                    try:
-                        callback()
-                    except Exception:
-                        log.exception("store_on_commit_failed", unit=item.name)
-            if item.future.done():
-                continue
-            if error is None:
-                item.future.set_result(result)
-            else:
-                item.future.set_exception(error)
+        self._resolve(outcomes, started)
 
     # -- reads ----------------------------------------------------------------------------
 
