@@ -7,6 +7,7 @@ import sqlite3
 import asyncpg
 
 from gateway.store.base import (
+    Reader,
     Row,
     Store,
     StoreError,
@@ -18,6 +19,7 @@ from gateway.store.base import (
 
 __all__ = [
     "INTEGRITY_ERRORS",
+    "Reader",
     "Row",
     "Store",
     "StoreError",

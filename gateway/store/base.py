@@ -2,6 +2,16 @@
 
 SQL is written once, in PostgreSQL's `$1` placeholder style; the SQLite backend rewrites it.
 Times are integer milliseconds since the epoch, JSON is TEXT, bytes are `{{blob}}` columns.
+
+Every SQL statement of the gateway lives in a per-domain module of this package
+(`gateway/store/outbox.py`, `keys.py`, `consent.py`, ...), as plain async functions named after
+what they do, taking a `Tx` (inside a write unit) or a `Reader` (a Store or a Tx, for reads):
+
+    async def claim_one_time_key(tx: Tx, user: str) -> OneTimeKey | None:
+        row = await tx.fetchrow(CLAIM[tx.dialect], user)
+
+Services call these verbs and never see SQL or a dialect; where the dialects differ the module
+keeps one statement per dialect (`{"sqlite": ..., "postgres": ...}`) indexed by `tx.dialect`.
 """
 
 from __future__ import annotations
@@ -27,8 +37,22 @@ class StoreError(Exception):
     """Storage cannot be opened or used (unreachable, schema too new, ...)."""
 
 
+class Reader(Protocol):
+    """What a read needs: a Store (outside a unit) or a Tx (inside one)."""
+
+    dialect: str
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None: ...
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]: ...
+
+    async def fetchval(self, sql: str, *args: Any) -> Any: ...
+
+
 class Tx(Protocol):
     """One write unit's view of the current transaction."""
+
+    dialect: str
 
     async def execute(self, sql: str, *args: Any) -> int:
         """Run a statement; return the number of rows it changed."""

@@ -84,6 +84,8 @@ class PostgresTx:
 
     __slots__ = ("_callbacks", "_conn", "_notices")
 
+    dialect = "postgres"
+
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
         self._callbacks: list[Callable[[], None]] = []

@@ -41,6 +41,8 @@ class SqliteTx:
 
     __slots__ = ("_callbacks", "_conn")
 
+    dialect = "sqlite"
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._callbacks: list[Callable[[], None]] = []
