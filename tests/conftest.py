@@ -34,7 +34,6 @@ except ImportError:  # the test extra is not installed: PostgreSQL runs skip
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 
 
 def make_config(data_dir: Path, **overrides: Any) -> Config:

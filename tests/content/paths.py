@@ -1,9 +1,9 @@
-"""Where the shared material lives: `shared/` beside the repository root (as in CI)."""
+"""Where the test data lives: copies in `tests/data/` with their source notes (see its README)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-SHARED = (Path(__file__).resolve().parents[2] / ".." / "shared").resolve()
-MIMI_EXAMPLES = SHARED / "mimi-content" / "examples"
-NATIVE_FIXTURES = SHARED / "fixtures" / "native"
+DATA = Path(__file__).resolve().parents[1] / "data"
+MIMI_EXAMPLES = DATA / "mimi-content" / "examples"
+NATIVE_FIXTURES = DATA / "native"

@@ -1,4 +1,4 @@
-"""Every real native example in shared/fixtures/native translates to neutral and back."""
+"""Every real native example in tests/data/native translates to neutral and back."""
 
 from __future__ import annotations
 
