@@ -8,19 +8,27 @@ for an access token at the token endpoint (RFC 6749 §4.4, client credentials).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jwt
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 # Refresh this long before the token expires, so no request goes out with a stale one.
 REFRESH_MARGIN_S = 60.0
 ASSERTION_LIFETIME_S = 120  # the gateway accepts at most 5 minutes
+# The key id travels beside the key in its PEM file, as explanatory text before the
+# encapsulation boundary, which RFC 7468 §2 lets parsers ignore.
+KID_LABEL = "kid: "
+PEM_BEGIN = "-----BEGIN "
 
 
 class TokenError(Exception):
@@ -42,6 +50,36 @@ class SigningKey:
     def generate(cls) -> SigningKey:
         """A fresh P-256 key with a random key id."""
         return cls(ec.generate_private_key(ec.SECP256R1()), uuid.uuid4().hex[:16])
+
+    def save_pem(self, path: str | Path) -> None:
+        """Write the private key (PKCS#8 PEM, preceded by its `kid`) to `path`, mode 0600."""
+        pem = self.private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode("ascii")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as file:
+            os.fchmod(file.fileno(), 0o600)  # also when the file was there before
+            file.write(f"{KID_LABEL}{self.kid}\n{pem}")
+
+    @classmethod
+    def load_pem(cls, path: str | Path) -> SigningKey:
+        """The key `save_pem` wrote (or any P-256 PKCS#8 PEM, then the kid is its RFC 7638
+        thumbprint)."""
+        text = Path(path).read_text(encoding="ascii")
+        head, begin, block = text.partition(PEM_BEGIN)
+        private = serialization.load_pem_private_key((begin + block).encode("ascii"), None)
+        if not isinstance(private, ec.EllipticCurvePrivateKey) or not isinstance(
+            private.curve, ec.SECP256R1
+        ):
+            raise ValueError(f"{path}: not a P-256 private key")
+        kids = [
+            line.removeprefix(KID_LABEL).strip()
+            for line in head.splitlines()
+            if line.startswith(KID_LABEL)
+        ]
+        return cls(private, kids[0] if kids else _thumbprint(private))
 
     def jwk(self) -> dict[str, Any]:
         """The public JWK (RFC 7517) to register in the interop request's `jwks`."""
@@ -66,6 +104,16 @@ class SigningKey:
             "jti": uuid.uuid4().hex,
         }
         return jwt.encode(claims, self.private, algorithm="ES256", headers={"kid": self.kid})
+
+
+def _thumbprint(private: ec.EllipticCurvePrivateKey) -> str:
+    """The RFC 7638 JWK thumbprint of the public key (SHA-256, base64url)."""
+    jwk = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(private.public_key()))
+    members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(members, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(canonical)
+    return base64.urlsafe_b64encode(digest.finalize()).rstrip(b"=").decode("ascii")
 
 
 class TokenSource:
