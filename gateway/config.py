@@ -156,7 +156,7 @@ class AuthConfig(_Section, frozen=True):
 
 
 class BucketConfig(_Section, frozen=True):
-    """A token bucket: `burst` requests at once, refilled at `rate_per_s` (both required)."""
+    """A token bucket: `burst` requests at once, refilled at `rate_per_s`."""
 
     rate_per_s: PositiveFloat
     burst: Positive
@@ -305,7 +305,8 @@ def _key_of(error: msgspec.ValidationError) -> tuple[str, str]:
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read the TOML file (if any), apply environment overrides, validate."""
+    """Read the TOML file (if any), apply environment overrides, merge both onto the defaults
+    (tables key by key, at every depth), validate."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -314,12 +315,17 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError("--config", f"file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"invalid TOML: {exc}") from None
-    raw = _merge(raw, _env_overrides(os.environ if env is None else env))
+    given = _merge(raw, _env_overrides(os.environ if env is None else env))
+    # Onto the defaults at every depth: `[services.instagram] e2ee = ...` keeps the other
+    # services and Instagram's functionalities; `limits.messages.burst` keeps `rate_per_s`.
+    tree = _merge(msgspec.to_builtins(Config()), given)
     try:
-        config = msgspec.convert(raw, Config, strict=False)
+        config = msgspec.convert(tree, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(*_key_of(exc)) from None
-    return _replica_defaults(_check(config), chain_set="chain_id" in raw.get("audit", {}))
+    audit = given.get("audit")
+    chain_set = isinstance(audit, dict) and "chain_id" in audit
+    return _replica_defaults(_check(config), chain_set=chain_set)
 
 
 def _replica_defaults(config: Config, *, chain_set: bool) -> Config:
