@@ -79,3 +79,27 @@ def test_serve_on_embedded_defaults(served) -> None:
     assert proc.returncode == 0
     assert f"http://127.0.0.1:{port}" in out
     assert "var/admin-token" in out
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env |= {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"dma-gateway: cannot listen on 127.0.0.1:{port}: ")
+    assert "in use" in lines[0]
+    assert "serving on" not in result.stdout
