@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -11,7 +12,7 @@ import msgspec
 from aiohttp import web
 
 from gateway import secretfiles
-from gateway.config import Config
+from gateway.config import Config, parse_listen
 from gateway.http import (
     audit,
     events,
@@ -25,6 +26,7 @@ from gateway.http import (
     sandbox,
 )
 from gateway.http.auth import auth_middleware
+from gateway.http.edge import body_timeout_middleware, forwarded_middleware
 from gateway.http.keys import (
     ACCESS_TOKENS,
     ADMIN_TOKEN,
@@ -266,22 +268,59 @@ def relay_ctx(
     return ctx
 
 
+def metrics_listener_ctx(
+    sockets: list[socket.socket] | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The separate /metrics listener, when `metrics.listen` names one; on `sockets` when the
+    command line bound them already (a busy port is reported before the gateway starts)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG].metrics
+        if not config.listen:
+            yield
+            return
+        runner = web.AppRunner(ops.metrics_app(config.token), access_log=None)
+        await runner.setup()
+        try:
+            if sockets is None:
+                host, port = parse_listen(config.listen)
+                await web.TCPSite(runner, host, port).start()
+            for sock in sockets or ():
+                await web.SockSite(runner, sock).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        yield
+        await runner.cleanup()
+
+    return ctx
+
+
 def create_app(
-    config: Config, *, fake_provider_webhooks: WebhookTargets | None = None
+    config: Config,
+    *,
+    metrics_sockets: list[socket.socket] | None = None,
+    fake_provider_webhooks: WebhookTargets | None = None,
 ) -> web.Application:
     """Build the application for `config`; resources open when it starts.
 
+    `metrics_sockets` are bound sockets of `metrics.listen` (else it is bound at start);
     `fake_provider_webhooks` stands in for the providers' registered webhook targets (tests).
     """
     app = web.Application(
         # The audit middleware sits outside problem+json rendering to see the final status.
         middlewares=[
+            forwarded_middleware(config.server.trusted_proxies),
             request_middleware,
             audit.audit_middleware,
             problem_middleware,
+            body_timeout_middleware(config.server.request_body_timeout_s),
             auth_middleware,
         ],
         client_max_size=config.server.max_body_bytes,
+        # aiohttp closes a connection still waiting for a complete request head this long
+        # after connecting or after its previous response (slow-header clients).
+        handler_args={"keepalive_timeout": config.server.request_head_timeout_s},
     )
     app[CONFIG] = config
     log_shutdown(app)
@@ -297,6 +336,7 @@ def create_app(
     app.cleanup_ctx.append(platform_ctx)
     app.cleanup_ctx.append(keys_ctx)
     app.cleanup_ctx.append(relay_ctx(fake_provider_webhooks))
+    app.cleanup_ctx.append(metrics_listener_ctx(metrics_sockets))
     app.add_routes(ops.routes)
     app.add_routes(onboarding.routes)
     app.add_routes(oauth.routes)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gateway import __version__, audit_cli, bench
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import Config, ConfigError, load_config, parse_listen
 from gateway.store.base import StoreError
 
 Command = Callable[[argparse.Namespace], int]
@@ -43,11 +43,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
+    # One clear line before anything else is printed (a port in use, a foreign address).
+    where = f"{config.server.host}:{config.server.port}"
     try:
         sockets = listen(config.server.host, config.server.port)
+        metrics_sockets = None
+        if config.metrics.listen:
+            where = f"{config.metrics.listen} (metrics.listen)"
+            metrics_sockets = listen(*parse_listen(config.metrics.listen))
     except OSError as exc:
-        # One clear line before anything else is printed (a port in use, a foreign address).
-        where = f"{config.server.host}:{config.server.port}"
         print(f"dma-gateway: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     _, token_path, created = secretfiles.admin_token(config.data_path, config.admin_token)
@@ -57,7 +61,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         state = "generated" if created else "kept"
         print(f"admin token ({state}): {token_path}", flush=True)
     web.run_app(
-        create_app(config),
+        create_app(config, metrics_sockets=metrics_sockets),
         sock=sockets,
         print=None,
         access_log=None,
