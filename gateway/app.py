@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 import msgspec
 from aiohttp import web
 
 from gateway import secretfiles
-from gateway.config import Config
+from gateway.config import Config, parse_listen
 from gateway.http import (
     audit,
     events,
@@ -25,6 +26,7 @@ from gateway.http import (
     sandbox,
 )
 from gateway.http.auth import auth_middleware
+from gateway.http.edge import body_timeout_middleware, forwarded_middleware
 from gateway.http.keys import (
     ACCESS_TOKENS,
     ADMIN_TOKEN,
@@ -36,20 +38,20 @@ from gateway.http.keys import (
     DELIVERY,
     EVENTS,
     GAUGES,
+    HTTP_SESSION,
     INGRESS,
     INTEROP_REQUESTS,
     KEY_DIRECTORY,
     MEDIA,
     OFFER,
     PLATFORM,
-    PROVIDER_WEBHOOKS,
     PROVIDERS,
     RATE_LIMITER,
     RELAY,
     SANDBOX,
     STORE,
-    THIRD_PARTY_KEYS,
     TOKEN_ENDPOINT,
+    UPLINK,
     WEBHOOK_PUSHER,
 )
 from gateway.http.lifecycle import log_shutdown
@@ -57,6 +59,7 @@ from gateway.http.middlewares import (
     problem_middleware,
     request_middleware,
 )
+from gateway.platforms.base import Uplink
 from gateway.platforms.http import HttpPlatform
 from gateway.platforms.ingress import Ingress
 from gateway.platforms.sandbox import SandboxPlatform
@@ -78,7 +81,7 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import rate_limiter
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
-from gateway.service.webhook_push import WebhookPusher
+from gateway.service.webhook_push import WebhookPusher, WebhookTargets
 from gateway.store import Store, StoreError, open_store
 from gateway.store.blobs import FileBlobStore
 
@@ -134,17 +137,6 @@ async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[GAUGES].stop()
 
 
-async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
-    config = app[CONFIG]
-    app[KEY_DIRECTORY] = KeyDirectory(
-        app[STORE],
-        low_threshold=config.keys.low_threshold,
-        max_one_time_keys=config.keys.max_one_time_keys,
-        audit_events=app[AUDIT_LOG],
-    )
-    yield
-
-
 async def media_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     blobs = await FileBlobStore(config.media_path).open()
@@ -190,22 +182,28 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
-async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Events, consent, the platform connector, the relay and its delivery workers."""
-    config, store = app[CONFIG], app[STORE]
+async def events_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The providers' event queues and the platform users' consents."""
+    store = app[STORE]
     app[EVENTS] = queue = EventQueue(store)
     await store.subscribe(events_topic, queue.heard)
-    app[CONSENT] = consent = ConsentRegistry(store, queue)
-    directory = app[KEY_DIRECTORY]
-    session = aiohttp.ClientSession()
+    app[CONSENT] = ConsentRegistry(store, queue)
+    yield
+
+
+async def platform_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The connector to the services: the embedded sandbox or the real endpoints."""
+    config, store = app[CONFIG], app[STORE]
+    session = app[HTTP_SESSION] = aiohttp.ClientSession()
     platform: SandboxPlatform | HttpPlatform
     if config.platforms == "sandbox":
-        claim_keys = app.get(THIRD_PARTY_KEYS, directory.claim_for_platform)
         key = await asyncio.to_thread(load_sandbox_key, config.data_path)
+        uplink = app[UPLINK] = Uplink()
         platform = app[SANDBOX] = SandboxPlatform(
             SandboxState(store, key),
-            third_party_keys=lambda uri: claim_keys(uri),
-            set_consent=consent.set,
+            inbound=uplink,
+            third_party_keys=uplink.third_party_keys,
+            set_consent=app[CONSENT].set,
         )
     else:
         id_key, _ = await asyncio.to_thread(
@@ -214,45 +212,115 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
             lambda: secrets.token_bytes(32),
         )
         platform = HttpPlatform(config.http_platform, store, session, id_key=id_key)
-        app[INGRESS] = Ingress(config, platform)
     app[PLATFORM] = platform
-    app[DELIVERY] = worker = DeliveryWorker(
-        store, platform, consent, queue, config.relay, audit_events=app[AUDIT_LOG],
-        replica_id=config.replica_id,
-    )  # fmt: skip
-    app[RELAY] = relay = Relay(
-        store, config, platform, consent, queue,
-        outbox_depth=lambda: worker.depth, on_outbox=worker.wake, audit_events=app[AUDIT_LOG],
-    )  # fmt: skip
-    platform.sink = relay.receive
-    # The key directory answers for platform users through the connector (INTERFACES.md §1).
-    directory.platform_keys = platform.claim_key_bundle
-    directory.consent = consent.allows
-    directory.events = queue
-    app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
-        queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, session
-    )
-    await worker.start()
-    pusher.start()
     yield
-    await pusher.stop()
-    # Requests have drained by now; deliveries under way get a share of the shutdown budget.
-    await worker.stop(drain_s=config.server.shutdown_timeout_s / 4)
     await platform.close()
     await session.close()
 
 
-def create_app(config: Config) -> web.Application:
-    """Build the application for `config`; resources open when it starts."""
+async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Third-party users' keys from our tables; platform users' through the connector, to
+    providers their users consented to (INTERFACES.md §1)."""
+    config = app[CONFIG]
+    app[KEY_DIRECTORY] = KeyDirectory(
+        app[STORE],
+        low_threshold=config.keys.low_threshold,
+        max_one_time_keys=config.keys.max_one_time_keys,
+        platform_keys=app[PLATFORM].claim_key_bundle,
+        consent=app[CONSENT].allows,
+        events=app[EVENTS],
+        audit_events=app[AUDIT_LOG],
+    )
+    yield
+
+
+def relay_ctx(
+    webhooks: WebhookTargets | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The relay, its delivery workers and the webhook pusher; `webhooks` replaces the
+    providers' registered webhook targets (a fake, for tests)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config, store, platform = app[CONFIG], app[STORE], app[PLATFORM]
+        consent, queue, audit_log = app[CONSENT], app[EVENTS], app[AUDIT_LOG]
+        app[DELIVERY] = worker = DeliveryWorker(
+            store, platform, consent, queue, config.relay, audit_events=audit_log,
+            replica_id=config.replica_id,
+        )  # fmt: skip
+        app[RELAY] = relay = Relay(
+            store, config, platform, consent, queue,
+            outbox_depth=lambda: worker.depth, on_outbox=worker.wake, audit_events=audit_log,
+        )  # fmt: skip
+        if isinstance(platform, HttpPlatform):
+            app[INGRESS] = Ingress(config, platform, relay)
+        else:
+            app[UPLINK].bind(relay, app[KEY_DIRECTORY].claim_for_platform)
+        app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
+            queue, webhooks or app[PROVIDERS].webhook, config.relay, app[HTTP_SESSION]
+        )
+        await worker.start()
+        pusher.start()
+        yield
+        await pusher.stop()
+        # Requests have drained by now; deliveries under way get a share of the shutdown budget.
+        await worker.stop(drain_s=config.server.shutdown_timeout_s / 4)
+
+    return ctx
+
+
+def metrics_listener_ctx(
+    sockets: list[socket.socket] | None,
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The separate /metrics listener, when `metrics.listen` names one; on `sockets` when the
+    command line bound them already (a busy port is reported before the gateway starts)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[CONFIG].metrics
+        if not config.listen:
+            yield
+            return
+        runner = web.AppRunner(ops.metrics_app(config.token), access_log=None)
+        await runner.setup()
+        try:
+            if sockets is None:
+                host, port = parse_listen(config.listen)
+                await web.TCPSite(runner, host, port).start()
+            for sock in sockets or ():
+                await web.SockSite(runner, sock).start()
+        except OSError:
+            await runner.cleanup()
+            raise
+        yield
+        await runner.cleanup()
+
+    return ctx
+
+
+def create_app(
+    config: Config,
+    *,
+    metrics_sockets: list[socket.socket] | None = None,
+    fake_provider_webhooks: WebhookTargets | None = None,
+) -> web.Application:
+    """Build the application for `config`; resources open when it starts.
+
+    `metrics_sockets` are bound sockets of `metrics.listen` (else it is bound at start);
+    `fake_provider_webhooks` stands in for the providers' registered webhook targets (tests).
+    """
     app = web.Application(
         # The audit middleware sits outside problem+json rendering to see the final status.
         middlewares=[
+            forwarded_middleware(config.server.trusted_proxies),
             request_middleware,
             audit.audit_middleware,
             problem_middleware,
+            body_timeout_middleware(config.server.request_body_timeout_s),
             auth_middleware,
         ],
         client_max_size=config.server.max_body_bytes,
+        # aiohttp closes a connection still waiting for a complete request head this long
+        # after connecting or after its previous response (slow-header clients).
+        handler_args={"keepalive_timeout": config.server.request_head_timeout_s},
     )
     app[CONFIG] = config
     log_shutdown(app)
@@ -262,9 +330,13 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(offer_ctx)
     app.cleanup_ctx.append(onboarding_ctx)
     app.cleanup_ctx.append(gauges_ctx)
-    app.cleanup_ctx.append(keys_ctx)
     app.cleanup_ctx.append(media_ctx)
-    app.cleanup_ctx.append(relay_ctx)
+    # In dependency order: each collaborator is built after, and given, what it needs.
+    app.cleanup_ctx.append(events_ctx)
+    app.cleanup_ctx.append(platform_ctx)
+    app.cleanup_ctx.append(keys_ctx)
+    app.cleanup_ctx.append(relay_ctx(fake_provider_webhooks))
+    app.cleanup_ctx.append(metrics_listener_ctx(metrics_sockets))
     app.add_routes(ops.routes)
     app.add_routes(onboarding.routes)
     app.add_routes(oauth.routes)

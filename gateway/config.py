@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -46,6 +47,14 @@ class ServerConfig(_Section, frozen=True):
     max_body_bytes: Positive = 1024 * 1024
     media_max_bytes: Positive = 100 * 1024 * 1024
     shutdown_timeout_s: PositiveFloat = 10.0
+    # Slow clients: a complete request head within this, from connecting or from the previous
+    # response (so it also bounds an idle keep-alive connection); then the whole body within
+    # request_body_timeout_s, or 408 and the connection is closed.
+    request_head_timeout_s: PositiveFloat = 15.0
+    request_body_timeout_s: PositiveFloat = 60.0
+    # Addresses or networks of reverse proxies whose X-Forwarded-For is believed (the client
+    # address of per-IP limits); from anyone else the header is ignored. Environment: commas.
+    trusted_proxies: list[str] = []
 
 
 class StorageConfig(_Section, frozen=True):
@@ -65,6 +74,11 @@ class LogConfig(_Section, frozen=True):
 class MetricsConfig(_Section, frozen=True):
     # How often each replica re-reads the database-state gauges (deploy/METRICS.md).
     refresh_interval_s: PositiveFloat = 15.0
+    # /metrics names every provider's client id: with a token, scrapers send
+    # `Authorization: Bearer <token>`; with `listen` ("host:port"), /metrics is served there
+    # only, on its own listener, and not on the public one. Both empty: open on the public one.
+    token: str = ""
+    listen: str = ""
 
 
 class AuditConfig(_Section, frozen=True):
@@ -156,7 +170,7 @@ class AuthConfig(_Section, frozen=True):
 
 
 class BucketConfig(_Section, frozen=True):
-    """A token bucket: `burst` requests at once, refilled at `rate_per_s` (both required)."""
+    """A token bucket: `burst` requests at once, refilled at `rate_per_s`."""
 
     rate_per_s: PositiveFloat
     burst: Positive
@@ -294,6 +308,27 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _lists_from_env(over: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A variable for a list key holds comma-separated items."""
+    out = dict(over)
+    for key, value in over.items():
+        default = defaults.get(key)
+        if isinstance(value, dict) and isinstance(default, dict):
+            out[key] = _lists_from_env(value, default)
+        elif isinstance(value, str) and isinstance(default, list):
+            out[key] = [item.strip() for item in value.split(",") if item.strip()]
+    return out
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`host:port` (`[v6]:port` for IPv6) as a (host, port) pair; ValueError if not one."""
+    host, sep, port = value.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(value)
+    return host, int(port)
+
+
 def _key_of(error: msgspec.ValidationError) -> tuple[str, str]:
     message = str(error)
     problem, _, where = message.partition(" - at `$")
@@ -305,7 +340,8 @@ def _key_of(error: msgspec.ValidationError) -> tuple[str, str]:
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read the TOML file (if any), apply environment overrides, validate."""
+    """Read the TOML file (if any), apply environment overrides, merge both onto the defaults
+    (tables key by key, at every depth), validate."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -314,12 +350,19 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             raise ConfigError("--config", f"file not found: {path}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", f"invalid TOML: {exc}") from None
-    raw = _merge(raw, _env_overrides(os.environ if env is None else env))
+    defaults = msgspec.to_builtins(Config())
+    overrides = _lists_from_env(_env_overrides(os.environ if env is None else env), defaults)
+    given = _merge(raw, overrides)
+    # Onto the defaults at every depth: `[services.instagram] e2ee = ...` keeps the other
+    # services and Instagram's functionalities; `limits.messages.burst` keeps `rate_per_s`.
+    tree = _merge(defaults, given)
     try:
-        config = msgspec.convert(raw, Config, strict=False)
+        config = msgspec.convert(tree, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(*_key_of(exc)) from None
-    return _replica_defaults(_check(config), chain_set="chain_id" in raw.get("audit", {}))
+    audit = given.get("audit")
+    chain_set = isinstance(audit, dict) and "chain_id" in audit
+    return _replica_defaults(_check(config), chain_set=chain_set)
 
 
 def _replica_defaults(config: Config, *, chain_set: bool) -> Config:
@@ -344,4 +387,16 @@ def _check(config: Config) -> Config:
         ("http://", "https://")
     ):
         raise ConfigError("server.public_url", "must be an http:// or https:// URL")
+    for proxy in config.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                "server.trusted_proxies", f"not an IP address or network: {proxy!r}"
+            ) from None
+    if config.metrics.listen:
+        try:
+            parse_listen(config.metrics.listen)
+        except ValueError:
+            raise ConfigError("metrics.listen", "must be host:port") from None
     return config

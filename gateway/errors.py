@@ -91,6 +91,10 @@ class MethodNotAllowed(GatewayError):
     status, type, title = 405, "/problems/method-not-allowed", "Method not allowed"
 
 
+class RequestTimeout(GatewayError):
+    status, type, title = 408, "/problems/request-timeout", "Request timeout"
+
+
 class Conflict(GatewayError):
     status, type, title = 409, "/problems/conflict", "Conflict"
 

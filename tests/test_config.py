@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config import ConfigError, load_config
+from gateway.service.offer import build_offer
 from tests.conftest import REPO
 
 
@@ -91,11 +92,63 @@ def test_auth_and_limits_sections() -> None:
     assert config.limits.enabled is True
     env = {"GATEWAY_LIMITS__MESSAGES__RATE_PER_S": "2", "GATEWAY_LIMITS__MESSAGES__BURST": "5"}
     assert load_config(env=env).limits.messages == BucketConfig(rate_per_s=2.0, burst=5)
-    # A bucket is given whole: half a table names the missing key.
-    with pytest.raises(ConfigError) as caught:
-        load_config(env={"GATEWAY_LIMITS__MESSAGES__BURST": "5"})
-    assert caught.value.key == "limits.messages"
-    assert "rate_per_s" in caught.value.problem
+    # One key of a bucket keeps the other one's default.
+    burst_only = load_config(env={"GATEWAY_LIMITS__MESSAGES__BURST": "5"}).limits.messages
+    assert burst_only == BucketConfig(rate_per_s=50.0, burst=5)
     with pytest.raises(ConfigError) as caught:
         load_config(env={"GATEWAY_AUTH__ACCESS_TOKEN_TTL_S": "0"})
     assert caught.value.key == "auth.access_token_ttl_s"
+
+
+def test_one_key_of_a_service_keeps_the_other_services_and_functionalities() -> None:
+    defaults = load_config(env={})
+    config = load_config(env={"GATEWAY_SERVICES__INSTAGRAM__E2EE": "required"})
+    assert config.services["instagram"].e2ee == "required"
+    assert config.services["instagram"].functionalities == (
+        defaults.services["instagram"].functionalities
+    )
+    assert config.services["instagram"].functionalities["text"].state == "available"
+    assert config.services["whatsapp"] == defaults.services["whatsapp"]
+    assert config.services["messenger"] == defaults.services["messenger"]
+
+
+def test_toml_and_environment_merge_onto_the_defaults_together(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(
+        "[services.whatsapp]\nenabled = false\n"
+        '[services.instagram.functionalities.group_text]\nstate = "available"\n'
+        "[limits.intake]\nburst = 9\n"
+        "[relay]\nconcurrency = 4\n"
+    )
+    env = {
+        "GATEWAY_SERVICES__INSTAGRAM__E2EE": "required",
+        "GATEWAY_LIMITS__INTAKE__RATE_PER_S": "0.5",
+        "GATEWAY_RELAY__MAX_ATTEMPTS": "3",
+    }
+    defaults = load_config(env={})
+    config = load_config(path, env=env)
+    assert config.services["whatsapp"].enabled is False
+    assert (
+        config.services["whatsapp"].functionalities
+        == defaults.services["whatsapp"].functionalities
+    )
+    instagram = config.services["instagram"]
+    assert instagram.e2ee == "required"
+    assert instagram.functionalities["group_text"].state == "available"
+    # The functionality's other key, and the other functionalities, keep their defaults.
+    assert instagram.functionalities["group_text"].planned_for == "2026-03-01"
+    assert instagram.functionalities["voice_calls"].state == "planned"
+    assert config.limits.intake.burst == 9
+    assert config.limits.intake.rate_per_s == 0.5
+    assert config.limits.token == defaults.limits.token
+    assert (config.relay.concurrency, config.relay.max_attempts) == (4, 3)
+    assert config.relay.lease_s == defaults.relay.lease_s
+    assert config.services["messenger"] == defaults.services["messenger"]
+    offered = build_offer(config, audit_public_key="k")["services"]["instagram"]
+    assert offered["functionalities"]["group_text"] == {"state": "available"}
+
+
+def test_an_unknown_service_is_still_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"GATEWAY_SERVICES__TELEGRAM__E2EE": "required"})
+    assert caught.value.key == "services.telegram"

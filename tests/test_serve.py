@@ -79,3 +79,59 @@ def test_serve_on_embedded_defaults(served) -> None:
     assert proc.returncode == 0
     assert f"http://127.0.0.1:{port}" in out
     assert "var/admin-token" in out
+
+
+@pytest.mark.parametrize("which", ["server", "metrics"])
+def test_a_port_in_use_is_one_line_and_exit_1(tmp_path: Path, which: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+        env |= {"GATEWAY_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)}
+        args = ["--port", str(port)]
+        where = f"127.0.0.1:{port}"
+        if which == "metrics":
+            args = ["--port", str(free_port())]
+            env["GATEWAY_METRICS__LISTEN"] = where
+            where += " (metrics.listen)"
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway", "serve", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"dma-gateway: cannot listen on {where}: ")
+    assert "in use" in lines[0]
+    assert "serving on" not in result.stdout
+    assert not (tmp_path / "data" / "admin-token").exists()
+
+
+def test_metrics_on_their_own_listener(tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env |= {"PYTHONPATH": str(REPO), "GATEWAY_METRICS__LISTEN": f"127.0.0.1:{metrics_port}"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{metrics_port}/metrics")
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+            assert b"gateway_http_requests_total" in response.read()
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert caught.value.code == 404
+        caught.value.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

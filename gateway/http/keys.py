@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import aiohttp
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.platforms.base import Platform, ThirdPartyKeys
+from gateway.platforms.base import Platform, Uplink
 from gateway.platforms.ingress import Ingress
 from gateway.platforms.sandbox import SandboxPlatform
 from gateway.service.access_tokens import AccessTokens
@@ -24,7 +25,7 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import RateLimiter
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
-from gateway.service.webhook_push import WebhookPusher, WebhookTargets
+from gateway.service.webhook_push import WebhookPusher
 from gateway.store import Store
 
 CONFIG = web.AppKey("config", Config)
@@ -52,10 +53,10 @@ PLATFORM = web.AppKey("platform", Platform)
 SANDBOX = web.AppKey("sandbox", SandboxPlatform)
 DELIVERY = web.AppKey("delivery", DeliveryWorker)
 RELAY = web.AppKey("relay", Relay)
-# How the sandbox claims a third-party user's keys (the key directory; INTERFACES.md §2).
-THIRD_PARTY_KEYS: web.AppKey[ThirdPartyKeys] = web.AppKey("third_party_keys")
-# Where a provider's events are pushed (its webhook_url and secret), from the provider registry.
-PROVIDER_WEBHOOKS: web.AppKey[WebhookTargets] = web.AppKey("provider_webhooks")
+# The gateway as the sandbox's users reach it (the relay, third-party keys; bound once).
+UPLINK = web.AppKey("uplink", Uplink)
+# The client session of the platform connector and the webhook pusher.
+HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
 WEBHOOK_PUSHER = web.AppKey("webhook_pusher", WebhookPusher)
 # Webhooks of the real services (platforms = http only).
 INGRESS = web.AppKey("ingress", Ingress)

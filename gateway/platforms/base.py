@@ -3,7 +3,8 @@
 The relay hands a platform one `Outgoing` item at a time (a message, receipt or typing signal
 from a third-party user to a platform user); the platform raises `RetryableDelivery` when a
 later attempt may succeed and `PermanentDelivery` when none will. What the platform's users
-send comes back through the `InboundSink` the relay injects: platforms never import services.
+send comes back through the `InboundSink` (the relay's receiving side) given to the platform at
+construction: platforms never import services.
 """
 
 from __future__ import annotations
@@ -93,12 +94,49 @@ class Inbound(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
 
 
-# The relay's entry for platform traffic: returns the gateway id of the accepted item.
-InboundSink = Callable[[Inbound], Awaitable[str]]
+class InboundSink(Protocol):
+    """The relay's receiving side, as platforms reach it."""
+
+    async def receive(self, item: Inbound) -> str:
+        """Accept what a platform user sends; return the gateway id of the accepted item."""
+        ...
+
+
 # The key directory's claim for third-party users (INTERFACES.md §2).
 ThirdPartyKeys = Callable[[str], Awaitable[ClaimedBundle | None]]
 # Consent of a platform user: (user_uri, client ids or "all"), set by the platform's side.
 ConsentSetter = Callable[[str, "list[str] | Literal['all']"], Awaitable[None]]
+
+
+class Uplink:
+    """The gateway as the sandbox's users reach it: the relay and the third-party key claim.
+
+    The sandbox and the gateway call each other (the relay delivers to the sandbox; its users send
+    through the relay and claim third-party keys from the key directory), so the wiring makes this
+    first, gives it to the sandbox at construction and binds it once, when the relay and the key
+    directory exist; it is immutable after. Traffic before the binding, or a second binding, is
+    a wiring error, never a skipped step.
+    """
+
+    def __init__(self) -> None:
+        self._relay: InboundSink | None = None
+        self._keys: ThirdPartyKeys | None = None
+
+    def bind(self, relay: InboundSink, third_party_keys: ThirdPartyKeys) -> None:
+        """Connect to the relay and the key directory; once."""
+        if self._relay is not None:
+            raise RuntimeError("the uplink is bound already")
+        self._relay, self._keys = relay, third_party_keys
+
+    async def receive(self, item: Inbound) -> str:
+        if self._relay is None:
+            raise RuntimeError("platform traffic before the relay was wired")
+        return await self._relay.receive(item)
+
+    async def third_party_keys(self, user_uri: str) -> ClaimedBundle | None:
+        if self._keys is None:
+            raise RuntimeError("a key claim before the key directory was wired")
+        return await self._keys(user_uri)
 
 
 class Platform(Protocol):

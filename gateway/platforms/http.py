@@ -21,7 +21,6 @@ from gateway.config import HttpPlatformConfig, PlatformEndpoint
 from gateway.errors import Unavailable
 from gateway.platforms.base import (
     ClaimedBundle,
-    InboundSink,
     Outgoing,
     PermanentDelivery,
     RetryableDelivery,
@@ -54,7 +53,6 @@ class HttpPlatform:
         self.store = store
         self.session = session
         self.id_key = id_key
-        self.sink: InboundSink | None = None
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
 
     def endpoint(self, service: str) -> PlatformEndpoint | None:

@@ -19,7 +19,7 @@ import structlog
 from gateway.config import Config
 from gateway.content import content_to_json
 from gateway.errors import GatewayError, InvalidSignature, NotFound, ValidationFailed
-from gateway.platforms.base import Inbound, OlmMessage
+from gateway.platforms.base import Inbound, InboundSink, OlmMessage
 from gateway.platforms.http import HttpPlatform
 from gateway.translate import TRANSLATORS, TranslationError, platform_uri
 
@@ -57,9 +57,10 @@ def verify_subscription(config: Config, service: str, mode: str, token: str) -> 
 class Ingress:
     """Turns one service webhook into relay items."""
 
-    def __init__(self, config: Config, platform: HttpPlatform) -> None:
+    def __init__(self, config: Config, platform: HttpPlatform, inbound: InboundSink) -> None:
         self.config = config
         self.platform = platform
+        self.inbound = inbound
 
     async def receive(self, service: str, body: bytes, signature: str | None) -> list[str]:
         """Verify, translate and relay one webhook; return the gateway ids it produced."""
@@ -87,11 +88,10 @@ class Ingress:
             item = await self._item(service, event)
             if item is not None:
                 items.append(item)
-        assert self.platform.sink is not None
         accepted = []
         for item in items:
             try:
-                accepted.append(await self.platform.sink(item))
+                accepted.append(await self.inbound.receive(item))
             except GatewayError as exc:  # one unreachable recipient does not fail the batch
                 log.warning("platform_item_refused", service=service, problem=exc.type)
         return accepted

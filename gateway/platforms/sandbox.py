@@ -59,7 +59,7 @@ def now_ms() -> int:
 
 
 class SandboxPlatform:
-    """The embedded Platform; `sink` is set by the app once the relay exists."""
+    """The embedded Platform; what its users send reaches the relay through `inbound`."""
 
     name = "sandbox"
 
@@ -67,13 +67,14 @@ class SandboxPlatform:
         self,
         state: SandboxState,
         *,
+        inbound: InboundSink,
         third_party_keys: ThirdPartyKeys,
         set_consent: ConsentSetter,
     ) -> None:
         self.state = state
+        self.inbound = inbound
         self.third_party_keys = third_party_keys
         self.set_consent = set_consent
-        self.sink: InboundSink | None = None
         self.down: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -208,8 +209,6 @@ class SandboxPlatform:
 
     def _acknowledge(self, user: SandboxUser, item: Outgoing) -> None:
         """Send the `delivered` status back, as the user's client would, off the delivery path."""
-        if self.sink is None:
-            return
         receipt = Inbound(
             native_id=f"{item.id}:delivered", kind="receipt", service=user.service,
             sender=user.uri, recipient=item.sender, sent_at=now_ms(),
@@ -220,9 +219,8 @@ class SandboxPlatform:
         task.add_done_callback(self._tasks.discard)
 
     async def _send_receipt(self, receipt: Inbound) -> None:
-        assert self.sink is not None
         try:
-            await self.sink(receipt)
+            await self.inbound.receive(receipt)
         except Exception as exc:  # a status is best effort, as on the real platforms
             log.warning("sandbox_receipt_failed", error=type(exc).__name__)
 
@@ -266,8 +264,7 @@ class SandboxPlatform:
                     await asyncio.sleep(random.uniform(0.005, 0.03))
             else:
                 raise Conflict("This sandbox user is busy; try again.", field="$.from")
-        assert self.sink is not None
-        return await self.sink(
+        return await self.inbound.receive(
             Inbound(
                 native_id=f"sbx_{uuid.uuid4().hex}", kind="message", service=user.service,
                 sender=user.uri, recipient=recipient, sent_at=now_ms(),

@@ -80,7 +80,7 @@ class DeliveryWorker:
         events: EventQueue,
         config: RelayConfig,
         *,
-        audit_events: AuditLog | None = None,
+        audit_events: AuditLog,
         replica_id: str = "",
     ) -> None:
         self.store = store
@@ -304,13 +304,12 @@ class DeliveryWorker:
             )
 
     async def _audit_in(self, tx: Tx, row: Row, action: str, **attrs: str) -> None:
-        if self.audit_events is not None:
-            await self.audit_events.event_in(
-                tx,
-                action=action,
-                subjects=[row["sender"], row["recipient"]],
-                attrs={"service": row["service"], "kind": row["kind"], **attrs},
-            )
+        await self.audit_events.event_in(
+            tx,
+            action=action,
+            subjects=[row["sender"], row["recipient"]],
+            attrs={"service": row["service"], "kind": row["kind"], **attrs},
+        )
 
     def backoff_s(self, attempts: int) -> float:
         """Full jitter (AWS architecture blog, 'Exponential Backoff and Jitter')."""

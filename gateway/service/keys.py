@@ -133,10 +133,10 @@ class KeyDirectory:
         *,
         low_threshold: int,
         max_one_time_keys: int,
-        platform_keys: PlatformKeys | None = None,
-        consent: ConsentCheck | None = None,
-        events: EventSink | None = None,
-        audit_events: AuditEvents | None = None,
+        platform_keys: PlatformKeys,
+        consent: ConsentCheck,
+        events: EventSink,
+        audit_events: AuditEvents,
     ) -> None:
         self.store = store
         self.low_threshold = low_threshold
@@ -239,8 +239,6 @@ class KeyDirectory:
         self, tx: Tx, uri: str, bundle: KeyBundle, *, owner: str | None
     ) -> None:
         rows = await tx.fetch("SELECT client_id FROM e2ee_contacts WHERE user_uri = $1", uri)
-        if self.events is None:
-            return
         event = {
             "type": "identity_changed",
             "user": uri,
@@ -275,9 +273,7 @@ class KeyDirectory:
         self, client_id: str, uri: str, audit: KeyAudit | None
     ) -> ClaimedKeys:
         # Consent first, so a user who did not consent is never asked for keys at all.
-        if self.platform_keys is None or (
-            self.consent is not None and not await self.consent(uri, client_id)
-        ):
+        if not await self.consent(uri, client_id):
             raise UnknownRecipient()
         claimed = await self.platform_keys(uri)
         if claimed is None:
@@ -317,12 +313,12 @@ class KeyDirectory:
                     )
             # Tell the owner once when the stock falls below the threshold, and when it is out.
             low = left in (self.low_threshold - 1, 0)
-            if one_time is not None and low and self.events is not None:
+            if one_time is not None and low:
                 event = {"type": "keys_low", "user": uri, "one_time_key_count": left}
                 await self.events.append_in(tx, ident["client_id"], event)
             if client_id is not None:
                 await self.record_contact_in(tx, uri, client_id)
-            elif self.audit_events is not None:
+            else:
                 # The platform side claimed (a platform user starts a session to this user).
                 await self.audit_events.event_in(tx, action="keys.claimed", subjects=[uri])
             if audit is not None:

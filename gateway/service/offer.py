@@ -33,7 +33,12 @@ def build_offer(config: Config, *, audit_public_key: str | None = None) -> dict[
             "functionalities": {
                 fname: {
                     "state": f.state,
-                    **({"planned_for": f.planned_for} if f.planned_for else {}),
+                    # A functionality made available keeps its default date in the config.
+                    **(
+                        {"planned_for": f.planned_for}
+                        if f.state == "planned" and f.planned_for
+                        else {}
+                    ),
                 }
                 for fname, f in service.functionalities.items()
             },

@@ -75,7 +75,7 @@ class Relay:
         *,
         outbox_depth: Callable[[], int],
         on_outbox: Callable[[], None],
-        audit_events: AuditLog | None = None,
+        audit_events: AuditLog,
     ) -> None:
         self.store = store
         self.config = config
@@ -297,13 +297,12 @@ class Relay:
                 item.recipient, item.sent_at, at, len(msgspec.json.encode(item.payload)),
             )  # fmt: skip
             await self.events.append_in(tx, client_id, event)
-            if self.audit_events is not None:
-                await self.audit_events.event_in(
-                    tx,
-                    action="message.deliver",
-                    subjects=[item.sender, item.recipient],
-                    attrs={"service": item.service, "kind": item.kind, "direction": "to_provider"},
-                )
+            await self.audit_events.event_in(
+                tx,
+                action="message.deliver",
+                subjects=[item.sender, item.recipient],
+                attrs={"service": item.service, "kind": item.kind, "direction": "to_provider"},
+            )
             return gateway_id, True
 
         result, fresh = await self.store.write(f"relay_receive_{item.kind}", unit)

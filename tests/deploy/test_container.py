@@ -205,3 +205,16 @@ def test_an_unknown_gateway_variable_would_be_caught(name: str) -> None:
 
     with pytest.raises(ConfigError):
         load_config(env={name: "1"})
+
+
+def test_replicas_believe_the_client_address_from_the_proxy_alone() -> None:
+    import ipaddress
+
+    nginx = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in nginx
+    proxy = compose()["services"]["proxy"]
+    address = ipaddress.ip_address(proxy["networks"]["default"]["ipv4_address"])
+    for service in gateway_services().values():
+        env = {k: interpolated(v) for k, v in service["environment"].items()}
+        trusted = load_config(env=gateway_env(env)).server.trusted_proxies
+        assert [ipaddress.ip_address(t) for t in trusted] == [address]

@@ -1,13 +1,19 @@
 from __future__ import annotations
 
 import json
+import socket
+from pathlib import Path
 from typing import Any
 
+import aiohttp
+import msgspec
+import pytest
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.config import ConfigError, load_config
 from gateway.http.ops import OPENAPI_PATH
-from tests.conftest import REPO, assert_problem
+from tests.conftest import REPO, assert_problem, make_config
 
 
 async def test_healthz_and_readyz(backend_client: Any) -> None:
@@ -123,3 +129,62 @@ def test_every_route_is_documented_and_every_documented_path_exists(config: Any)
         if method in ("get", "post", "put", "delete", "patch")
     }
     assert _registered_routes(app) == documented
+
+
+async def test_metrics_with_a_token_are_for_its_bearer_only(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    config = make_config(tmp_path / "data")
+    config = msgspec.structs.replace(
+        config, metrics=msgspec.structs.replace(config.metrics, token="scrape-me")
+    )
+    client = await aiohttp_client(create_app(config))
+    for headers in ({}, {"Authorization": "Bearer wrong"}):
+        response = await client.get("/metrics", headers=headers)
+        body = await response.json(content_type=None)
+        assert_problem(response.status, response.content_type, body, 401, "/problems/unauthorized")
+        assert "gateway_" not in str(body)
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    response = await client.get("/metrics", headers={"Authorization": "Bearer scrape-me"})
+    assert response.status == 200
+    assert "gateway_http_requests_total" in await response.text()
+
+
+async def test_metrics_on_their_own_listener_leave_the_public_one(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = load_config(
+        env={
+            "GATEWAY_DATA_DIR": str(tmp_path / "data"),
+            "GATEWAY_METRICS__LISTEN": f"127.0.0.1:{port}",
+            "GATEWAY_METRICS__TOKEN": "scrape-me",
+        }
+    )
+    client = await aiohttp_client(create_app(config))
+    response = await client.get("/metrics")
+    body = await response.json(content_type=None)
+    assert_problem(response.status, response.content_type, body, 404, "/problems/not-found")
+    async with aiohttp.ClientSession() as session:
+        url = f"http://127.0.0.1:{port}/metrics"
+        async with session.get(url) as response:
+            assert response.status == 401
+        auth = {"Authorization": "Bearer scrape-me"}
+        async with session.get(url, headers=auth) as response:
+            assert response.status == 200
+            assert "gateway_http_requests_total" in await response.text()
+        async with session.get(f"http://127.0.0.1:{port}/healthz", headers=auth) as response:
+            assert response.status == 404  # metrics alone there
+    await client.close()
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await session.get(f"http://127.0.0.1:{port}/metrics")
+
+
+@pytest.mark.parametrize("listen", ["9100", "localhost:", ":9100", "host:99999"])
+def test_a_bad_metrics_listen_address_names_the_key(listen: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(env={"GATEWAY_METRICS__LISTEN": listen})
+    assert caught.value.key == "metrics.listen"

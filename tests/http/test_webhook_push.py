@@ -12,7 +12,6 @@ import pytest
 from aiohttp import web
 
 from gateway.app import create_app
-from gateway.http.keys import PROVIDER_WEBHOOKS
 from gateway.service.providers import WebhookTarget
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, eventually, pull, sandbox_user
@@ -58,8 +57,7 @@ async def setup(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any
             return None
         return WebhookTarget(url=str(server.make_url("/hook")), secret=SECRET)
 
-    app = create_app(fast_config(tmp_path / "data"))
-    app[PROVIDER_WEBHOOKS] = targets
+    app = create_app(fast_config(tmp_path / "data"), fake_provider_webhooks=targets)
     providers.act_as_providers(app)
     return await aiohttp_client(app), fake
 

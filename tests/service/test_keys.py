@@ -10,19 +10,8 @@ import pytest
 
 from gateway.crypto import OlmParty
 from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
-from gateway.service.keys import KeyDirectory
 from gateway.store import Store, Tx, open_store
-
-
-class RecordingQueue:
-    """Stands in for the relay's EventQueue: events appended inside the unit, by provider."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    async def append_in(self, tx: Tx, client_id: str, event: dict[str, Any]) -> None:
-        await tx.fetchval("SELECT 1")  # inside the unit, like the real queue
-        self.events.append((client_id, event))
+from tests.service.fakes import RecordingQueue, key_directory
 
 
 @pytest.fixture
@@ -34,7 +23,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_keys_low_is_sent_once_below_the_threshold_and_when_out(store: Store) -> None:
     queue = RecordingQueue()
-    keys = KeyDirectory(store, low_threshold=3, max_one_time_keys=100, events=queue)
+    keys = key_directory(store, low_threshold=3, events=queue)
     bob = OlmParty()
     await keys.publish("acme", "bob", bob.key_bundle(5, fallback=True))
     counts = []
@@ -55,7 +44,7 @@ async def test_a_new_identity_key_tells_the_contacts_and_drops_old_keys(store: S
     async def audit(tx: Tx, action: str | None, subjects: Any) -> None:
         audited.append((action, list(subjects)))
 
-    keys = KeyDirectory(store, low_threshold=1, max_one_time_keys=100, events=queue)
+    keys = key_directory(store, events=queue)
     await keys.publish("acme", "bob", OlmParty().key_bundle(4, fallback=True))
     await keys.claim("p1", "mimi://acme/u/bob")
     await keys.claim("p2", "mimi://acme/u/bob")
@@ -107,12 +96,8 @@ async def test_platform_users_come_from_the_connector_after_consent(store: Store
     async def allows(uri: str, client_id: str) -> bool:
         return client_id == "acme"
 
-    keys = KeyDirectory(
-        store,
-        low_threshold=1,
-        max_one_time_keys=10,
-        platform_keys=claim_key_bundle,
-        consent=allows,
+    keys = key_directory(
+        store, max_one_time_keys=10, platform_keys=claim_key_bundle, consent=allows
     )
     claimed = await keys.claim("acme", "mimi://whatsapp/u/491")
     assert claimed.identity_key == wa.identity_key

@@ -21,6 +21,7 @@ from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
 from gateway.store import Store, Tx, is_lock_not_available, open_store
+from tests.service.fakes import RecordingAudit
 
 CONFIG = RelayConfig(poll_interval_s=0.05, claim_batch=8, concurrency=8, lease_s=30.0)
 
@@ -85,8 +86,9 @@ def worker(store: Store, replica: str, log: list[tuple[str, str, str]]) -> Deliv
     queue = EventQueue(store)
     platform = RecordingPlatform(replica, log)
     return DeliveryWorker(
-        store, platform, ConsentRegistry(store, queue), queue, CONFIG, replica_id=replica
-    )
+        store, platform, ConsentRegistry(store, queue), queue, CONFIG,
+        audit_events=RecordingAudit(), replica_id=replica,
+    )  # fmt: skip
 
 
 async def test_two_replicas_deliver_each_message_once_in_order(postgres_url: str) -> None:

@@ -1,0 +1,55 @@
+"""Stand-ins for the collaborators services require, for tests of one service alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from gateway.platforms.base import ClaimedBundle
+from gateway.service.keys import KeyDirectory
+from gateway.store import Store, Tx
+
+
+class RecordingQueue:
+    """Stands in for the relay's EventQueue: events appended inside the unit, by provider."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def append_in(self, tx: Tx, client_id: str, event: dict[str, Any]) -> None:
+        await tx.fetchval("SELECT 1")  # inside the unit, like the real queue
+        self.events.append((client_id, event))
+
+
+class RecordingAudit:
+    """Stands in for the audit log's internal events: (action, subjects) in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, list[str]]] = []
+
+    async def event_in(
+        self, tx: Tx, *, action: str, subjects: Iterable[str] = (), **attrs: Any
+    ) -> None:
+        self.events.append((action, list(subjects)))
+
+
+async def no_platform_users(uri: str) -> ClaimedBundle | None:
+    """A connector without users."""
+    return None
+
+
+async def nobody_consents(uri: str, client_id: str) -> bool:
+    return False
+
+
+def key_directory(store: Store, **given: Any) -> KeyDirectory:
+    """A key directory whose collaborators are fakes unless `given`."""
+    defaults: dict[str, Any] = {
+        "low_threshold": 1,
+        "max_one_time_keys": 100,
+        "platform_keys": no_platform_users,
+        "consent": nobody_consents,
+        "events": RecordingQueue(),
+        "audit_events": RecordingAudit(),
+    }
+    return KeyDirectory(store, **(defaults | given))
