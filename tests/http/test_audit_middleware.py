@@ -59,8 +59,8 @@ async def user_route(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def probe(aiohttp_client: Any, backend_config: Config) -> Any:
-    """The gateway with test routes, once per storage backend."""
+async def probe(backend_config: Config, aiohttp_client: Any) -> Any:
+    """The gateway with test routes, once per storage backend (closed before its database)."""
     small = msgspec.structs.replace(
         backend_config, server=msgspec.structs.replace(backend_config.server, max_body_bytes=256)
     )
