@@ -10,13 +10,13 @@ Timeouts, connection errors, 429 and 5xx are retryable; other answers are perman
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import aiohttp
 import msgspec
 import structlog
 
+from gateway.clock import now_ms
 from gateway.config import HttpPlatformConfig, PlatformEndpoint
 from gateway.errors import Unavailable
 from gateway.platforms.base import (
@@ -27,13 +27,10 @@ from gateway.platforms.base import (
     service_of,
 )
 from gateway.store import Store, Tx
+from gateway.store import platform as platform_store
 from gateway.translate import TRANSLATORS, Envelope, NeutralEvent, TranslationError, receipt_event
 
 log = structlog.get_logger(__name__)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class HttpPlatform:
@@ -96,11 +93,7 @@ class HttpPlatform:
         sender_id = self.native_id(item.service, item.sender)
 
         async def remember_sender(tx: Tx) -> None:
-            await tx.execute(
-                "INSERT INTO platform_user_ids (service, native_id, uri) VALUES ($1, $2, $3) "
-                "ON CONFLICT (service, native_id) DO NOTHING",
-                item.service, sender_id, item.sender,
-            )  # fmt: skip
+            await platform_store.remember_user(tx, item.service, sender_id, item.sender)
 
         await self.store.write("platform_user_id", remember_sender)
         for body in bodies:
@@ -110,11 +103,7 @@ class HttpPlatform:
 
     async def _remember_message(self, item: Outgoing, native_id: str) -> None:
         async def unit(tx: Tx) -> None:
-            await tx.execute(
-                "INSERT INTO platform_message_ids (service, native_id, message_id, created_at) "
-                "VALUES ($1, $2, $3, $4) ON CONFLICT (service, native_id) DO NOTHING",
-                item.service, native_id, item.id, now_ms(),
-            )  # fmt: skip
+            await platform_store.remember_message(tx, item.service, native_id, item.id, now_ms())
 
         await self.store.write("platform_message_id", unit)
 

@@ -21,6 +21,7 @@ from gateway.content import content_to_json
 from gateway.errors import GatewayError, InvalidSignature, NotFound, ValidationFailed
 from gateway.platforms.base import Inbound, InboundSink, OlmMessage
 from gateway.platforms.http import HttpPlatform
+from gateway.store import platform as platform_store
 from gateway.translate import TRANSLATORS, TranslationError, platform_uri
 
 log = structlog.get_logger(__name__)
@@ -102,13 +103,9 @@ class Ingress:
             return {}
         known = {}
         for native_id in ids[:100]:  # a webhook batches a few events, not thousands
-            uri = await self.platform.store.fetchval(
-                "SELECT uri FROM platform_user_ids WHERE service = $1 AND native_id = $2",
-                service,
-                native_id,
-            )
+            uri = await platform_store.user_uri(self.platform.store, service, native_id)
             if uri is not None:
-                known[native_id] = str(uri)
+                known[native_id] = uri
         return known
 
     def _encrypted_item(self, service: str, users: _Known, found: dict[str, Any]) -> Inbound:
@@ -145,14 +142,9 @@ class Ingress:
 
     async def _gateway_id(self, service: str, native_id: str) -> str | None:
         # WhatsApp's translator strips the `wamid.` prefix the service answered with.
-        value = await self.platform.store.fetchval(
-            "SELECT message_id FROM platform_message_ids WHERE service = $1 "
-            "AND native_id IN ($2, $3)",
-            service,
-            native_id,
-            f"wamid.{native_id}",
+        return await platform_store.message_id(
+            self.platform.store, service, native_id, f"wamid.{native_id}"
         )
-        return None if value is None else str(value)
 
 
 def _mentioned_ids(doc: dict[str, Any]) -> set[str]:

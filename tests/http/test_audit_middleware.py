@@ -59,9 +59,10 @@ async def user_route(request: web.Request) -> web.Response:
 
 
 @pytest.fixture
-async def probe(aiohttp_client: Any, config: Config) -> Any:
+async def probe(backend_config: Config, aiohttp_client: Any) -> Any:
+    """The gateway with test routes, once per storage backend (closed before its database)."""
     small = msgspec.structs.replace(
-        config, server=msgspec.structs.replace(config.server, max_body_bytes=256)
+        backend_config, server=msgspec.structs.replace(backend_config.server, max_body_bytes=256)
     )
     app = create_app(small)
     app.router.add_post("/test/echo", echo)

@@ -19,12 +19,18 @@ from tests.conftest import admin_headers, assert_problem
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    from tests.conftest import make_config
+def config(backend_config: Config) -> Config:
+    """Checkpoints every 5 records, on every storage backend (so `client` runs on each)."""
+    audit = msgspec.structs.replace(
+        backend_config.audit, checkpoint_every=5, checkpoint_interval_s=30.0
+    )
+    return msgspec.structs.replace(backend_config, audit=audit)
 
-    base = make_config(tmp_path / "data")
-    audit = msgspec.structs.replace(base.audit, checkpoint_every=5, checkpoint_interval_s=30.0)
-    return msgspec.structs.replace(base, audit=audit)
+
+@pytest.fixture
+async def client(config: Config, aiohttp_client: Any) -> Any:
+    """The gateway on `config`; set up after the database, so it closes before it is dropped."""
+    return await aiohttp_client(create_app(config))
 
 
 async def wait_for(predicate: Any) -> None:

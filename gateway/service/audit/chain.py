@@ -11,62 +11,41 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 
 import msgspec
 import structlog
 
+from gateway.clock import now_ms
 from gateway.service.audit.checkpoints import Checkpoint, Signer
-from gateway.service.audit.records import (
-    COLUMNS,
-    FIELDS,
-    GENESIS,
-    AuditRecord,
-    chain_hash,
-    row_values,
-)
+from gateway.service.audit.records import GENESIS, AuditRecord, chain_hash, row_values
 from gateway.service.periodic import wait_event
 from gateway.store import Store, StoreError, Tx
+from gateway.store import audit as audit_store
 
 log = structlog.get_logger(__name__)
-
-HEAD_SQL = "SELECT seq, hash FROM audit_records WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1"
-INSERT_SQL = (
-    f"INSERT INTO audit_records ({COLUMNS}) VALUES "
-    f"({', '.join(f'${i}' for i in range(1, len(FIELDS) + 2))})"
-)
-LAST_CHECKPOINT_SQL = "SELECT max(seq) FROM audit_checkpoints WHERE chain_id = $1"
-INSERT_CHECKPOINT_SQL = (
-    "INSERT INTO audit_checkpoints (chain_id, seq, hash, at, key_id, signature) "
-    "VALUES ($1, $2, $3, $4, $5, $6)"
-)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 async def append_record(tx: Tx, draft: AuditRecord) -> tuple[AuditRecord, bytes]:
     """Give `draft` the next seq of its chain, hash it onto the head and insert it."""
-    head = await tx.fetchrow(HEAD_SQL, draft.chain_id)
-    seq, prev = (0, GENESIS) if head is None else (head["seq"], bytes.fromhex(head["hash"]))
+    head = await audit_store.chain_head(tx, draft.chain_id)
+    seq, prev = (0, GENESIS) if head is None else (head.seq, bytes.fromhex(head.hash))
     record = msgspec.structs.replace(draft, seq=seq + 1)
     digest = chain_hash(prev, record)
-    await tx.execute(INSERT_SQL, *row_values(record, digest))
+    await audit_store.insert_record(tx, row_values(record, digest))
     return record, digest
 
 
 async def write_checkpoint(tx: Tx, chain_id: str, signer: Signer) -> Checkpoint | None:
     """Sign the chain's head unless the last checkpoint already covers it."""
-    head = await tx.fetchrow(HEAD_SQL, chain_id)
+    head = await audit_store.chain_head(tx, chain_id)
     if head is None:
         return None
-    last = await tx.fetchval(LAST_CHECKPOINT_SQL, chain_id)
-    if last is not None and last >= head["seq"]:
+    last = await audit_store.last_checkpoint_seq(tx, chain_id)
+    if last is not None and last >= head.seq:
         return None
-    cp = signer.sign(chain_id, head["seq"], head["hash"], now_ms())
-    await tx.execute(
-        INSERT_CHECKPOINT_SQL, cp.chain_id, cp.seq, cp.hash, cp.at, cp.key_id, cp.signature
+    cp = signer.sign(chain_id, head.seq, head.hash, now_ms())
+    await audit_store.insert_checkpoint(
+        tx, audit_store.CheckpointRow(cp.chain_id, cp.seq, cp.hash, cp.at, cp.key_id, cp.signature)
     )
     return cp
 

@@ -16,17 +16,18 @@ at or before `to`, contiguously, so the chain from its anchor still verifies.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import msgspec
 
-from gateway.service.audit.chain import now_ms
+from gateway.clock import now_ms
 from gateway.service.audit.checkpoints import Checkpoint, Signer
-from gateway.service.audit.records import COLUMNS, FIELDS, GENESIS
-from gateway.store import Row, Store
+from gateway.service.audit.records import FIELDS, GENESIS
+from gateway.store import Reader
+from gateway.store import audit as audit_store
+from gateway.store.audit import CheckpointRow, RecordRow, record_pages
 
 FORMAT = "dma-gateway-audit-export"
-PAGE = 5000
 _FAR_FUTURE = 2**62
 
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -34,31 +35,10 @@ _decode = msgspec.json.decode
 _SUBJECTS = FIELDS.index("subjects")
 _ATTRS = FIELDS.index("attrs")
 _HASH = len(FIELDS)
-_SEQ = FIELDS.index("seq")
-
-SPANS_SQL = (
-    "SELECT chain_id, min(seq) AS first, max(seq) AS last FROM audit_records "
-    "WHERE at >= $1 AND at <= $2 GROUP BY chain_id ORDER BY chain_id"
-)
-RECORD_PAGE_SQL = (
-    f"SELECT {COLUMNS} FROM audit_records WHERE chain_id = $1 AND seq > $2 AND seq <= $3 "
-    "ORDER BY seq LIMIT $4"
-)
-HASH_AT_SQL = "SELECT hash FROM audit_records WHERE chain_id = $1 AND seq = $2"
-CHECKPOINTS_SQL = (
-    "SELECT chain_id, seq, hash, at, key_id, signature FROM audit_checkpoints "
-    "WHERE chain_id = $1 AND seq >= $2 AND seq <= $3 ORDER BY seq"
-)
 
 
-def positional(row: Row) -> Sequence[Any]:
-    """The row by position: sqlite3.Row and asyncpg.Record both index by column number."""
-    return cast(Sequence[Any], row)
-
-
-def record_fields(row: Row) -> dict[str, Any]:
-    """The hashed fields of a `SELECT {COLUMNS}` row (hash is the row's last column)."""
-    values = positional(row)
+def record_fields(values: RecordRow) -> dict[str, Any]:
+    """The hashed fields of a stored record row (its hash is the row's last column)."""
     fields = dict(zip(FIELDS, values, strict=False))
     fields["subjects"] = _decode(values[_SUBJECTS])
     fields["attrs"] = _decode(values[_ATTRS])
@@ -75,31 +55,13 @@ def _line(kind: str, obj: Any) -> bytes:
     return b'{"kind":"' + kind.encode() + b'"' + (b"," + body[1:] if body != b"{}" else b"}")
 
 
-def checkpoint_from_row(row: Row) -> Checkpoint:
-    return Checkpoint(
-        chain_id=row["chain_id"],
-        seq=row["seq"],
-        hash=row["hash"],
-        at=row["at"],
-        key_id=row["key_id"],
-        signature=row["signature"],
-    )
-
-
-async def record_pages(
-    store: Store, chain_id: str, after: int, last: int
-) -> AsyncIterator[list[Row]]:
-    """Pages of `SELECT {COLUMNS}` rows of one chain with after < seq <= last, by seq."""
-    while after < last:
-        rows = await store.fetch(RECORD_PAGE_SQL, chain_id, after, last, PAGE)
-        if not rows:
-            return
-        yield rows
-        after = positional(rows[-1])[_SEQ]
+def checkpoint_from_row(row: CheckpointRow) -> Checkpoint:
+    """The service's Checkpoint of a stored one."""
+    return Checkpoint(**row._asdict())
 
 
 async def export_lines(
-    store: Store,
+    store: Reader,
     *,
     start_ms: int | None = None,
     end_ms: int | None = None,
@@ -119,15 +81,14 @@ async def export_lines(
     yield _line("header", header) + b"\n"
     lo = 0 if start_ms is None else start_ms
     hi = _FAR_FUTURE if end_ms is None else end_ms
-    spans = [(r["chain_id"], r["first"], r["last"]) for r in await store.fetch(SPANS_SQL, lo, hi)]
-    for chain_id, first, last in spans:
+    for chain_id, first, last in await audit_store.chain_spans(store, lo, hi):
         anchor = GENESIS.hex()
         if first > 1:
-            anchor = await store.fetchval(HASH_AT_SQL, chain_id, first - 1) or anchor
+            anchor = await audit_store.record_hash(store, chain_id, first - 1) or anchor
         yield _line("anchor", {"chain_id": chain_id, "seq": first - 1, "hash": anchor}) + b"\n"
         pending = [
             checkpoint_from_row(r)
-            for r in await store.fetch(CHECKPOINTS_SQL, chain_id, first, last)
+            for r in await audit_store.checkpoints_between(store, chain_id, first, last)
         ]
         pending.reverse()
         last_hash = anchor
@@ -135,7 +96,7 @@ async def export_lines(
             out = []
             for row in rows:
                 fields = record_fields(row)
-                last_hash = positional(row)[_HASH]
+                last_hash = row[_HASH]
                 out.append(record_line(fields, last_hash))
                 while pending and pending[-1].seq <= fields["seq"]:
                     out.append(_line("checkpoint", pending.pop()) + b"\n")

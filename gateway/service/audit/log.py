@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 import structlog
 
 from gateway import metrics
-from gateway.service.audit.chain import append_record, now_ms
+from gateway.clock import now_ms
+from gateway.service.audit.chain import append_record
 from gateway.service.audit.pseudonym import Pseudonymizer
 from gateway.service.audit.records import AttrValue, AuditRecord, check_attrs
 from gateway.service.principal import ANONYMOUS, Principal

@@ -19,6 +19,8 @@ from typing import Any
 
 import msgspec
 
+from gateway.store.audit import RECORD_FIELDS
+
 FORMAT_VERSION = 1
 GENESIS = bytes(32)
 
@@ -51,6 +53,8 @@ class AuditRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fiel
 # The canonical field order (sorted) and the columns of audit_records, `hash` last.
 FIELDS: tuple[str, ...] = tuple(sorted(AuditRecord.__struct_fields__))
 COLUMNS = ", ".join((*FIELDS, "hash"))
+if FIELDS != RECORD_FIELDS:  # a field added here needs its column (a migration) in the store
+    raise RuntimeError("AuditRecord fields and the audit_records columns differ")
 
 _canonical = msgspec.json.Encoder(order="sorted")
 _decode_record = msgspec.json.Decoder(AuditRecord)

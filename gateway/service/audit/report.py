@@ -3,18 +3,20 @@ the configuration, rendered as JSON or as one self-contained HTML page (report_h
 
 from __future__ import annotations
 
-import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
+from gateway.clock import now_ms
 from gateway.config import Config
-from gateway.service.audit.export import record_fields, record_pages
+from gateway.service.audit.export import record_fields
 from gateway.service.audit.register import DATA_REGISTER
 from gateway.service.gauges import existing_tables
 from gateway.store import Store
+from gateway.store import audit as audit_store
+from gateway.store import report as report_store
 
 Report = dict[str, Any]
 DAY_MS = 86_400_000
@@ -109,31 +111,25 @@ class _Tally:
 
 
 async def _audit_state(store: Store, tally: _Tally) -> Report:
-    heads = await store.fetch(
-        "SELECT chain_id, max(seq) AS last FROM audit_records GROUP BY chain_id ORDER BY chain_id"
-    )
     chains = []
-    for head in heads:
-        cp = await store.fetchrow(
-            "SELECT seq, at FROM audit_checkpoints WHERE chain_id = $1 ORDER BY seq DESC LIMIT 1",
-            head["chain_id"],
-        )
-        async for page in record_pages(store, head["chain_id"], 0, head["last"]):
+    for chain_id, last in (await audit_store.chain_heads(store)).items():
+        cp = await audit_store.latest_checkpoint(store, chain_id)
+        async for page in audit_store.record_pages(store, chain_id, 0, last):
             for row in page:
                 tally.add(record_fields(row))
         chains.append(
             {
-                "chain_id": head["chain_id"],
-                "last_seq": head["last"],
-                "last_checkpoint_seq": None if cp is None else cp["seq"],
-                "last_checkpoint_at": None if cp is None else iso(cp["at"]),
+                "chain_id": chain_id,
+                "last_seq": last,
+                "last_checkpoint_seq": None if cp is None else cp.seq,
+                "last_checkpoint_at": None if cp is None else iso(cp.at),
             }
         )
     return {"records": tally.records, "chains": chains}
 
 
 async def _interop_requests(
-    store: Store, config: Config, now_ms: int, first_traffic: dict[str, int]
+    store: Store, config: Config, now: int, first_traffic: dict[str, int]
 ) -> Report:
     """Requests against the Art. 7(5) deadline. "Live" is when the approved provider was
     created (its credentials work); its first successful request is shown beside it."""
@@ -143,11 +139,9 @@ async def _interop_requests(
         return {"available": False, "deadline_days": deadline_days, "items": []}
     live_by_request: dict[str, int] = {}
     if "providers" in tables:
-        for row in await store.fetch("SELECT request_id, created_at FROM providers"):
-            live_by_request[str(row["request_id"])] = row["created_at"]
+        live_by_request = await report_store.provider_created_by_request(store)
     items = []
-    for row in await store.fetch("SELECT * FROM interop_requests"):
-        r = dict(row)
+    for r in await report_store.interop_request_rows(store):
         received = r.get("received_at")
         deadline = r.get("deadline_at") or (
             None if received is None else received + deadline_days * DAY_MS
@@ -157,7 +151,7 @@ async def _interop_requests(
         done = live if live is not None else decided
         if done is not None and deadline is not None:
             met: bool | None = done <= deadline
-        elif deadline is not None and now_ms > deadline:
+        elif deadline is not None and now > deadline:
             met = False  # still open past the deadline
         else:
             met = None
@@ -193,15 +187,15 @@ def _functionalities(config: Config) -> list[dict[str, Any]]:
 
 async def build_report(store: Store, config: Config) -> Report:
     """The report as plain data (JSON-ready)."""
-    now_ms = time.time_ns() // 1_000_000
+    now = now_ms()
     tally = _Tally()
     audit = await _audit_state(store, tally)
     return {
         "title": "DMA Art. 7 interoperability: compliance report",
-        "generated_at": iso(now_ms),
+        "generated_at": iso(now),
         "audit": audit,
         **tally.sections(),
-        "interop_requests": await _interop_requests(store, config, now_ms, tally.first_ok),
+        "interop_requests": await _interop_requests(store, config, now, tally.first_ok),
         "functionalities": _functionalities(config),
         "data_register": list(DATA_REGISTER),
     }

@@ -16,20 +16,18 @@ import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from gateway.service.audit.checkpoints import Checkpoint, keyring, parse_public_key
 from gateway.service.audit.checkpoints import signature_problem as _signature_problem
-from gateway.service.audit.export import (
-    FORMAT,
-    checkpoint_from_row,
-    record_pages,
-)
+from gateway.service.audit.export import FORMAT, checkpoint_from_row
 from gateway.service.audit.records import FIELDS, GENESIS
-from gateway.store import Row, Store
+from gateway.store import Reader
+from gateway.store import audit as audit_store
+from gateway.store.audit import RecordRow
 
 Keys = Mapping[str, Ed25519PublicKey]
 
@@ -155,8 +153,8 @@ class ChainVerifier:
             "here were rewritten",
         )
 
-    def feed_rows(self, rows: Sequence[Row]) -> None:
-        """Check a page of `SELECT {COLUMNS}` rows: feed() unrolled, for the database check."""
+    def feed_rows(self, rows: Sequence[RecordRow]) -> None:
+        """Check a page of stored record rows: feed() unrolled, for the database check."""
         sha256, encode, decode = hashlib.sha256, _encode, _decode
         prev, expected, chain_id, checkpoints = (
             self.prev,
@@ -164,7 +162,7 @@ class ChainVerifier:
             self.chain_id,
             self.checkpoints,
         )
-        for values in cast(Sequence[Sequence[Any]], rows):
+        for values in rows:
             fields = dict(zip(FIELDS, values, strict=False))
             try:
                 fields["subjects"] = decode(values[_SUBJECTS])
@@ -239,29 +237,23 @@ def _uncovered(summary: ChainSummary, outcome: Outcome) -> None:
         )
 
 
-async def verify_database(store: Store, keys: Keys) -> Outcome:
+async def verify_database(store: Reader, keys: Keys) -> Outcome:
     """Verify every chain in the database; read only, safe while the gateway writes."""
     outcome = Outcome()
     # Checkpoints first, then heads: a checkpoint never covers a record written later.
-    rows = await store.fetch(
-        "SELECT chain_id, seq, hash, at, key_id, signature FROM audit_checkpoints"
-    )
     checkpoints: dict[str, dict[int, Checkpoint]] = {}
-    for row in rows:
-        checkpoints.setdefault(row["chain_id"], {})[row["seq"]] = checkpoint_from_row(row)
-    heads = {
-        r["chain_id"]: r["last"]
-        for r in await store.fetch(
-            "SELECT chain_id, max(seq) AS last FROM audit_records GROUP BY chain_id"
-        )
-    }
+    for row in await audit_store.all_checkpoints(store):
+        checkpoints.setdefault(row.chain_id, {})[row.seq] = checkpoint_from_row(row)
+    heads = await audit_store.chain_heads(store)
     try:
         for chain_id in sorted(set(heads) | set(checkpoints)):
             cps = checkpoints.get(chain_id, {})
             check_signatures(cps, keys, f"chain {chain_id} checkpoint")
             verifier = ChainVerifier(chain_id, cps)
             try:
-                async for page in record_pages(store, chain_id, 0, heads.get(chain_id, 0)):
+                async for page in audit_store.record_pages(
+                    store, chain_id, 0, heads.get(chain_id, 0)
+                ):
                     verifier.feed_rows(page)
             except Gap as gap:
                 raise Tampered(

@@ -5,10 +5,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from gateway.config import load_config
 from gateway.service.audit.report import DAY_MS, build_report, percentile
 from gateway.service.audit.report_html import render_html
 from gateway.store import open_store
+
+
+@pytest.fixture
+def audit_db_url(store_url: str) -> str:
+    """This module's audit databases, on every storage backend."""
+    return store_url
 
 
 def test_percentile_is_nearest_rank() -> None:

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
-import sqlite3
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.service.audit.checkpoints import Signer, keyring
 from gateway.service.audit.records import GENESIS
+
+
+@pytest.fixture
+def audit_db_url(store_url: str) -> str:
+    """This module's audit databases, on every storage backend."""
+    return store_url
 
 
 async def test_an_untouched_log_is_intact(make_audit_db: Any) -> None:
@@ -104,14 +110,12 @@ async def test_a_checkpoint_resigned_with_another_key_is_caught(make_audit_db: A
     db = await make_audit_db()
     _rewrite_and_rechain(db, seq=15)
     other = Signer(Ed25519PrivateKey.generate())
-    with sqlite3.connect(db.path) as conn:
-        head = conn.execute("SELECT hash FROM audit_records WHERE seq = 20").fetchone()[0]
-        cp = other.sign("main", 20, head, 0)
-        conn.execute(
-            "UPDATE audit_checkpoints SET hash = ?, at = 0, key_id = ?, signature = ? "
-            "WHERE seq = 20",
-            (cp.hash, cp.key_id, cp.signature),
-        )
+    [(head,)] = db.run("SELECT hash FROM audit_records WHERE seq = 20")
+    cp = other.sign("main", 20, head, 0)
+    db.run(
+        "UPDATE audit_checkpoints SET hash = ?, at = 0, key_id = ?, signature = ? WHERE seq = 20",
+        cp.hash, cp.key_id, cp.signature,
+    )  # fmt: skip
     outcome = await db.verify()  # against the published key
     assert outcome.problem is not None
     assert outcome.problem.startswith("chain main checkpoint at seq 20:")
@@ -125,12 +129,9 @@ async def test_a_resigned_checkpoint_claiming_the_published_key_id_is_caught(
 ) -> None:
     db = await make_audit_db()
     other = Signer(Ed25519PrivateKey.generate())
-    with sqlite3.connect(db.path) as conn:
-        head = conn.execute("SELECT hash FROM audit_records WHERE seq = 10").fetchone()[0]
-        cp = other.sign("main", 10, head, 0)
-        conn.execute(
-            "UPDATE audit_checkpoints SET at = 0, signature = ? WHERE seq = 10", (cp.signature,)
-        )
+    [(head,)] = db.run("SELECT hash FROM audit_records WHERE seq = 10")
+    cp = other.sign("main", 10, head, 0)
+    db.run("UPDATE audit_checkpoints SET at = 0, signature = ? WHERE seq = 10", cp.signature)
     outcome = await db.verify()
     assert outcome.problem is not None and "does not verify" in outcome.problem
 
@@ -149,17 +150,17 @@ def _rewrite_and_rechain(db: Any, *, seq: int) -> None:
     from gateway.service.audit.export import record_fields
     from gateway.service.audit.records import COLUMNS, FIELDS, chain_hash
 
-    with sqlite3.connect(db.path) as conn:
-        conn.execute("UPDATE audit_records SET status = 403 WHERE seq = ?", (seq,))
-        rows = conn.execute(f"SELECT {COLUMNS} FROM audit_records ORDER BY seq").fetchall()
-        prev = GENESIS
-        for row in rows:
-            digest = chain_hash(prev, record_fields(row))
-            conn.execute(
-                "UPDATE audit_records SET hash = ? WHERE seq = ?",
-                (digest.hex(), row[FIELDS.index("seq")]),
-            )
-            prev = digest
+    db.run("UPDATE audit_records SET status = 403 WHERE seq = ?", seq)
+    rows = db.run(f"SELECT {COLUMNS} FROM audit_records ORDER BY seq")
+    prev = GENESIS
+    for row in rows:
+        digest = chain_hash(prev, record_fields(row))
+        db.run(
+            "UPDATE audit_records SET hash = ? WHERE seq = ?",
+            digest.hex(),
+            row[FIELDS.index("seq")],
+        )
+        prev = digest
 
 
 async def test_a_missing_public_key_fails_every_checkpoint(make_audit_db: Any) -> None:

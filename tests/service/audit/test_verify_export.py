@@ -6,12 +6,19 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.service.audit.checkpoints import Signer, keyring
 from gateway.service.audit.export import export_lines
 from gateway.service.audit.verify import verify_export
 from gateway.store import open_store
+
+
+@pytest.fixture
+def audit_db_url(store_url: str) -> str:
+    """This module's audit databases, on every storage backend."""
+    return store_url
 
 
 async def export(db: Any, out: Path, **kw: Any) -> list[str]:
@@ -76,10 +83,7 @@ async def test_a_time_range_export_starts_at_its_anchor(
     make_audit_db: Any, tmp_path: Path
 ) -> None:
     db = await make_audit_db()
-    import sqlite3
-
-    with sqlite3.connect(db.path) as conn:  # spread the records over time, 1 s apart
-        conn.execute("UPDATE audit_records SET at = 1700000000000 + seq * 1000")
+    db.sql("UPDATE audit_records SET at = 1700000000000 + seq * 1000")  # 1 s apart
     out = tmp_path / "range.jsonl"
     lines = await export(
         db, out, start_ms=1700000000000 + 8 * 1000, end_ms=1700000000000 + 22 * 1000
