@@ -45,6 +45,7 @@ from gateway.http.keys import (
     PROVIDER_WEBHOOKS,
     PROVIDERS,
     RATE_LIMITER,
+    REACH,
     RELAY,
     SANDBOX,
     STORE,
@@ -76,6 +77,7 @@ from gateway.service.periodic import Periodic
 from gateway.service.providers import TOPIC as providers_topic
 from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import rate_limiter
+from gateway.service.reach import Reach
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher
@@ -154,6 +156,7 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         expiry_days=config.media.expiry_days,
         max_bytes=config.server.media_max_bytes,
         enabled_services=[name for name, s in config.services.items() if s.enabled],
+        quota_bytes=config.media.quota_bytes_per_provider or None,
     )
     sweeper = Periodic(app[MEDIA].remove_expired, config.media.cleanup_interval_s, "media_expiry")
     sweeper.start()
@@ -227,7 +230,15 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     platform.sink = relay.receive
     # The key directory answers for platform users through the connector (INTERFACES.md §1).
     directory.platform_keys = platform.claim_key_bundle
-    directory.consent = consent.allows
+    # One reach policy (approved services, consent, tenancy) for keys, media and messages.
+    app[REACH] = reach = Reach(
+        app[PROVIDERS].get,
+        consent.allows,
+        enabled_services=[name for name, s in config.services.items() if s.enabled],
+        ttl_s=config.auth.provider_state_ttl_s,
+    )
+    directory.consent = reach.allows
+    app[MEDIA].consent = reach.allows
     directory.events = queue
     app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
         queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, session

@@ -22,6 +22,7 @@ from gateway.service.media import MediaService
 from gateway.service.principal import Principal
 from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import RateLimiter
+from gateway.service.reach import Reach
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher, WebhookTargets
@@ -52,6 +53,8 @@ PLATFORM = web.AppKey("platform", Platform)
 SANDBOX = web.AppKey("sandbox", SandboxPlatform)
 DELIVERY = web.AppKey("delivery", DeliveryWorker)
 RELAY = web.AppKey("relay", Relay)
+# May a provider reach a user: approved services, consent, tenancy (gateway.service.reach).
+REACH = web.AppKey("reach", Reach)
 # How the sandbox claims a third-party user's keys (the key directory; INTERFACES.md §2).
 THIRD_PARTY_KEYS: web.AppKey[ThirdPartyKeys] = web.AppKey("third_party_keys")
 # Where a provider's events are pushed (its webhook_url and secret), from the provider registry.
