@@ -47,6 +47,7 @@ from gateway.http.keys import (
     PLATFORM,
     PROVIDERS,
     RATE_LIMITER,
+    REACH,
     RELAY,
     SANDBOX,
     STORE,
@@ -79,6 +80,7 @@ from gateway.service.periodic import Periodic
 from gateway.service.providers import TOPIC as providers_topic
 from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import rate_limiter
+from gateway.service.reach import Reach
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher, WebhookTargets
@@ -146,6 +148,8 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         expiry_days=config.media.expiry_days,
         max_bytes=config.server.media_max_bytes,
         enabled_services=[name for name, s in config.services.items() if s.enabled],
+        reach=app[REACH].allows,
+        quota_bytes=config.media.quota_bytes_per_provider or None,
     )
     sweeper = Periodic(app[MEDIA].remove_expired, config.media.cleanup_interval_s, "media_expiry")
     sweeper.start()
@@ -187,7 +191,15 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     app[EVENTS] = queue = EventQueue(store)
     await store.subscribe(events_topic, queue.heard)
-    app[CONSENT] = ConsentRegistry(store, queue)
+    app[CONSENT] = consent = ConsentRegistry(store, queue)
+    config = app[CONFIG]
+    # One reach policy (approved services, consent, tenancy) for keys, media and messages.
+    app[REACH] = Reach(
+        app[PROVIDERS].get,
+        consent.allows,
+        enabled_services=[name for name, s in config.services.items() if s.enabled],
+        ttl_s=config.auth.provider_state_ttl_s,
+    )
     yield
 
 
@@ -227,7 +239,7 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
         low_threshold=config.keys.low_threshold,
         max_one_time_keys=config.keys.max_one_time_keys,
         platform_keys=app[PLATFORM].claim_key_bundle,
-        consent=app[CONSENT].allows,
+        consent=app[REACH].allows,
         events=app[EVENTS],
         audit_events=app[AUDIT_LOG],
     )
@@ -330,9 +342,9 @@ def create_app(
     app.cleanup_ctx.append(offer_ctx)
     app.cleanup_ctx.append(onboarding_ctx)
     app.cleanup_ctx.append(gauges_ctx)
-    app.cleanup_ctx.append(media_ctx)
     # In dependency order: each collaborator is built after, and given, what it needs.
     app.cleanup_ctx.append(events_ctx)
+    app.cleanup_ctx.append(media_ctx)
     app.cleanup_ctx.append(platform_ctx)
     app.cleanup_ctx.append(keys_ctx)
     app.cleanup_ctx.append(relay_ctx(fake_provider_webhooks))

@@ -102,6 +102,9 @@ class MediaConfig(_Section, frozen=True):
     dir: str = ""
     expiry_days: Positive = 30
     cleanup_interval_s: PositiveFloat = 3600.0
+    # Bytes of unexpired media one provider may hold at once (0: no quota); past it an upload
+    # is refused with 413 /problems/media-quota-exceeded.
+    quota_bytes_per_provider: NonNegative = 10 * 1024**3
 
 
 class RelayConfig(_Section, frozen=True):

@@ -119,6 +119,12 @@ class PayloadTooLarge(GatewayError):
     status, type, title = 413, "/problems/payload-too-large", "Payload too large"
 
 
+class MediaQuotaExceeded(PayloadTooLarge):
+    # 413, not 507: the provider's own share is full, not the server; the client can act on it
+    # (wait for its media to expire, send smaller files) and operators are not paged by a 5xx.
+    status, type, title = 413, "/problems/media-quota-exceeded", "Media storage quota exceeded"
+
+
 class UnsupportedMediaType(GatewayError):
     status, type, title = 415, "/problems/unsupported-media-type", "Unsupported media type"
 

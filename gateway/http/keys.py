@@ -23,6 +23,7 @@ from gateway.service.media import MediaService
 from gateway.service.principal import Principal
 from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import RateLimiter
+from gateway.service.reach import Reach
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher
@@ -57,6 +58,8 @@ RELAY = web.AppKey("relay", Relay)
 UPLINK = web.AppKey("uplink", Uplink)
 # The client session of the platform connector and the webhook pusher.
 HTTP_SESSION = web.AppKey("http_session", aiohttp.ClientSession)
+# May a provider reach a user: approved services, consent, tenancy (gateway.service.reach).
+REACH = web.AppKey("reach", Reach)
 WEBHOOK_PUSHER = web.AppKey("webhook_pusher", WebhookPusher)
 # Webhooks of the real services (platforms = http only).
 INGRESS = web.AppKey("ingress", Ingress)

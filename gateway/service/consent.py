@@ -10,16 +10,14 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from gateway.clock import now_ms
 from gateway.service.event_types import ConsentEvent
 from gateway.service.events import EventQueue
 from gateway.store import Store, Tx
+from gateway.store import consent as consents
+from gateway.store.consent import ALL
 
-ALL = "*"
 Consent = list[str] | Literal["all"]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class ConsentRegistry:
@@ -38,13 +36,7 @@ class ConsentRegistry:
         now = time.monotonic()
         if hit is not None and hit[0] > now:
             return hit[1]
-        found = await self.store.fetchval(
-            "SELECT 1 FROM consents WHERE user_uri = $1 AND client_id IN ($2, $3)",
-            user_uri,
-            client_id,
-            ALL,
-        )
-        allowed = found is not None
+        allowed = await consents.consent_allows(self.store, user_uri, client_id)
         if len(self._cache) > 100_000:  # bounded: a cache, not a copy of the table
             self._cache.clear()
         self._cache[key] = (now + self.ttl_s, allowed)
@@ -52,35 +44,19 @@ class ConsentRegistry:
 
     async def allows_in(self, tx: Tx, user_uri: str, client_id: str) -> bool:
         """`allows` inside a write unit, uncached (the decision commits with its effect)."""
-        found = await tx.fetchval(
-            "SELECT 1 FROM consents WHERE user_uri = $1 AND client_id IN ($2, $3)",
-            user_uri,
-            client_id,
-            ALL,
-        )
-        return found is not None
+        return await consents.consent_allows(tx, user_uri, client_id)
 
     async def set(self, user_uri: str, consent: Consent) -> None:
         """Replace `user_uri`'s consents; each provider that lost or gained it gets an event."""
         wanted = {ALL} if consent == "all" else set(consent)
 
         async def unit(tx: Tx) -> None:
-            rows = await tx.fetch("SELECT client_id FROM consents WHERE user_uri = $1", user_uri)
-            had = {row["client_id"] for row in rows}
+            had = await consents.consented_providers(tx, user_uri)
             at = now_ms()
             for client_id in had - wanted:
-                await tx.execute(
-                    "DELETE FROM consents WHERE user_uri = $1 AND client_id = $2",
-                    user_uri,
-                    client_id,
-                )
+                await consents.revoke_consent(tx, user_uri, client_id)
             for client_id in wanted - had:
-                await tx.execute(
-                    "INSERT INTO consents (user_uri, client_id, granted_at) VALUES ($1, $2, $3)",
-                    user_uri,
-                    client_id,
-                    at,
-                )
+                await consents.grant_consent(tx, user_uri, client_id, at=at)
             # '*' names no provider: nobody can be told of it, and nobody needs to be.
             for client_id in sorted((had - wanted) - {ALL}):
                 event = ConsentEvent(user=user_uri, state="revoked", at=at)

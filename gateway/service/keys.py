@@ -6,7 +6,6 @@ one-time key out exactly once. Platform users' bundles come from their platform 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
@@ -14,18 +13,19 @@ import msgspec
 import structlog
 import vodozemac
 
+from gateway.clock import now_ms
 from gateway.crypto import KeyBundle, verify_key_signature
 from gateway.errors import UnknownRecipient, ValidationFailed
 from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
 from gateway.service.uris import parse_user_uri, user_uri
-from gateway.store import Store, Tx
+from gateway.store import Reader, Store, Tx
+from gateway.store import keys as key_store
+from gateway.store.keys import SignedKey
 
 log = structlog.get_logger(__name__)
 
 KEY_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=_-")
 KEY_ID_MAX = 64
-# A claim that loses a race on PostgreSQL (another replica took the key first) tries again.
-CLAIM_ATTEMPTS = 8
 
 
 # The answer of `GET /v1/keys`: the same type the platform connectors answer with.
@@ -61,26 +61,16 @@ class AuditEvents(Protocol):
 
 
 PlatformKeys = Callable[[str], Awaitable[ClaimedBundle | None]]  # Platform.claim_key_bundle
-ConsentCheck = Callable[[str, str], Awaitable[bool]]  # allows(user_uri, client_id)
-
-IDENTITY_SQL = (
-    "SELECT client_id, identity_key, signing_key FROM e2ee_identities WHERE user_uri = $1"
-)
-COUNT_SQL = "SELECT count(*) FROM e2ee_one_time_keys WHERE user_uri = $1"
-CLAIM_SQL = (
-    "DELETE FROM e2ee_one_time_keys WHERE user_uri = $1 AND key_id = ("
-    "SELECT key_id FROM e2ee_one_time_keys WHERE user_uri = $1 "
-    "ORDER BY uploaded_at, key_id LIMIT 1) RETURNING key_id, key, signature"
-)
-FALLBACK_SQL = "SELECT key_id, key, signature FROM e2ee_fallback_keys WHERE user_uri = $1"
-CONTACT_SQL = (
-    "INSERT INTO e2ee_contacts (user_uri, client_id, last_seen_at) VALUES ($1, $2, $3) "
-    "ON CONFLICT (user_uri, client_id) DO UPDATE SET last_seen_at = excluded.last_seen_at"
-)
+# May provider `client_id` reach `user_uri`? The reach policy (gateway.service.reach: approved
+# service and consent for platform users, own users for third-party ones): allows(uri, client).
+ConsentCheck = Callable[[str, str], Awaitable[bool]]
 
 
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+def _cap_exceeded(max_keys: int, stored: int) -> ValidationFailed:
+    return ValidationFailed(
+        f"A user holds at most {max_keys} one-time keys; {stored} are stored.",
+        field="$.one_time_keys",
+    )
 
 
 def _curve_key_ok(key: str) -> bool:
@@ -93,6 +83,12 @@ def _curve_key_ok(key: str) -> bool:
 
 def check_bundle(bundle: KeyBundle, *, max_keys: int) -> None:
     """Refuse malformed keys and bad signatures, naming the first field at fault."""
+    check_bundle_size(bundle, max_keys=max_keys)
+    check_signatures(bundle)
+
+
+def check_bundle_size(bundle: KeyBundle, *, max_keys: int) -> None:
+    """The cheap checks: the two long-term keys, and no more one-time keys than allowed."""
     if not _curve_key_ok(bundle.identity_key):
         raise ValidationFailed("Not a Curve25519 public key.", field="$.identity_key")
     try:
@@ -103,6 +99,10 @@ def check_bundle(bundle: KeyBundle, *, max_keys: int) -> None:
         raise ValidationFailed(
             f"At most {max_keys} one-time keys per upload.", field="$.one_time_keys"
         )
+
+
+def check_signatures(bundle: KeyBundle) -> None:
+    """Every key id well formed, every key a Curve25519 key signed by the signing key."""
     signed = [
         (f"$.one_time_keys.{kid}", kid, k.key, k.signature)
         for kid, k in bundle.one_time_keys.items()
@@ -150,79 +150,42 @@ class KeyDirectory:
         self, client_id: str, local: str, bundle: KeyBundle, *, audit: KeyAudit | None = None
     ) -> PublishResult:
         """Store a user's keys, all or nothing; a new identity key drops the old keys."""
-        check_bundle(bundle, max_keys=self.max_one_time_keys)
+        check_bundle_size(bundle, max_keys=self.max_one_time_keys)
         uri = user_uri(client_id, local)
+        # The per-user cap first: a refused upload costs no signature checks (each ~0.1 ms).
+        await self._check_cap(self.store, uri, bundle)
+        check_signatures(bundle)
         now = now_ms()
-        otks = [(uri, kid, k.key, k.signature, now) for kid, k in bundle.one_time_keys.items()]
+        otks = [SignedKey(kid, k.key, k.signature) for kid, k in bundle.one_time_keys.items()]
 
         async def unit(tx: Tx) -> PublishResult:
-            row = await tx.fetchrow(IDENTITY_SQL, uri)
-            changed = row is not None and (
-                row["identity_key"] != bundle.identity_key
-                or row["signing_key"] != bundle.signing_key
+            old = await key_store.identity(tx, uri)
+            changed = old is not None and (
+                old.identity_key != bundle.identity_key or old.signing_key != bundle.signing_key
             )
-            if row is None:
-                await tx.execute(
-                    "INSERT INTO e2ee_identities (user_uri, client_id, identity_key, "
-                    "signing_key, updated_at) VALUES ($1, $2, $3, $4, $5)",
-                    uri,
-                    client_id,
-                    bundle.identity_key,
-                    bundle.signing_key,
-                    now,
-                )
-            else:
-                await tx.execute(
-                    "UPDATE e2ee_identities SET identity_key = $2, signing_key = $3, "
-                    "updated_at = $4 WHERE user_uri = $1",
-                    uri,
-                    bundle.identity_key,
-                    bundle.signing_key,
-                    now,
-                )
+            await key_store.put_identity(
+                tx, uri, client_id, bundle.identity_key, bundle.signing_key, at=now
+            )
             if changed:
                 # Keys of the old account can no longer start sessions that decrypt.
-                await tx.execute("DELETE FROM e2ee_one_time_keys WHERE user_uri = $1", uri)
-                await tx.execute("DELETE FROM e2ee_fallback_keys WHERE user_uri = $1", uri)
+                await key_store.drop_keys(tx, uri)
                 await self._identity_changed_in(tx, uri, bundle, owner=client_id)
                 if audit is not None:
                     await audit(tx, "keys.identity_changed", [uri])
             if audit is not None:
                 await audit(tx, None, [uri])
-            stored = int(await tx.fetchval(COUNT_SQL, uri) or 0)
-            if stored + len(otks) > self.max_one_time_keys:
-                raise ValidationFailed(
-                    f"A user holds at most {self.max_one_time_keys} one-time keys; "
-                    f"{stored} are stored.",
-                    field="$.one_time_keys",
-                )
-            if otks:
-                await tx.executemany(
-                    "INSERT INTO e2ee_one_time_keys (user_uri, key_id, key, signature, "
-                    "uploaded_at) VALUES ($1, $2, $3, $4, $5) "
-                    "ON CONFLICT (user_uri, key_id) DO NOTHING",
-                    otks,
-                )
+            # Again inside the unit: a concurrent upload may have added keys since.
+            await self._check_cap(tx, uri, bundle)
+            await key_store.add_one_time_keys(tx, uri, otks, at=now)
             fb = bundle.fallback_key
             if fb is not None:
-                await tx.execute(
-                    "INSERT INTO e2ee_fallback_keys (user_uri, key_id, key, signature, "
-                    "uploaded_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_uri) DO UPDATE "
-                    "SET key_id = excluded.key_id, key = excluded.key, "
-                    "signature = excluded.signature, uploaded_at = excluded.uploaded_at",
-                    uri,
-                    fb.key_id,
-                    fb.key,
-                    fb.signature,
-                    now,
+                await key_store.put_fallback_key(
+                    tx, uri, SignedKey(fb.key_id, fb.key, fb.signature), at=now
                 )
-            has_fallback = await tx.fetchval(
-                "SELECT count(*) FROM e2ee_fallback_keys WHERE user_uri = $1", uri
-            )
             return PublishResult(
                 user=uri,
-                one_time_key_count=int(await tx.fetchval(COUNT_SQL, uri) or 0),
-                fallback_key=bool(has_fallback),
+                one_time_key_count=await key_store.one_time_key_count(tx, uri),
+                fallback_key=await key_store.fallback_key(tx, uri) is not None,
                 identity_changed=changed,
             )
 
@@ -235,18 +198,37 @@ class KeyDirectory:
         )
         return result
 
+    async def _check_cap(self, db: Reader, uri: str, bundle: KeyBundle) -> None:
+        """Refuse an upload that would take `uri` past the per-user one-time key cap."""
+        old = await key_store.identity(db, uri)
+        same = old is not None and (old.identity_key, old.signing_key) == (
+            bundle.identity_key,
+            bundle.signing_key,
+        )
+        # A new identity drops the stored keys, so only the upload counts.
+        stored = await key_store.one_time_key_count(db, uri) if same else 0
+        if stored + len(bundle.one_time_keys) > self.max_one_time_keys:
+            raise _cap_exceeded(self.max_one_time_keys, stored)
+
     async def _identity_changed_in(
         self, tx: Tx, uri: str, bundle: KeyBundle, *, owner: str | None
     ) -> None:
-        rows = await tx.fetch("SELECT client_id FROM e2ee_contacts WHERE user_uri = $1", uri)
+        contacts = await key_store.contacts(tx, uri)
         event = {
             "type": "identity_changed",
             "user": uri,
             "identity_key": bundle.identity_key,
             "signing_key": bundle.signing_key,
         }
-        for client_id in sorted({r["client_id"] for r in rows} - {owner}):
+        for client_id in contacts:
+            # Only providers that may still reach the user hear of it (contacts recorded
+            # before the reach policy, or whose reach has ended, learn nothing).
+            if client_id == owner or not await self._may_reach(uri, client_id):
+                continue
             await self.events.append_in(tx, client_id, dict(event))
+
+    async def _may_reach(self, uri: str, client_id: str) -> bool:
+        return await self.consent(uri, client_id)
 
     async def claim(
         self, client_id: str, target: str, *, audit: KeyAudit | None = None
@@ -257,7 +239,10 @@ class KeyDirectory:
             raise ValidationFailed("Not a user URI (mimi://<service>/u/<id>).", field="user")
         if uri.is_platform:
             return await self._claim_platform(client_id, str(uri), audit)
-        claimed = await self._claim_stored(str(uri), client_id, audit)
+        # Another provider's user answers exactly like one who does not exist.
+        claimed = None
+        if await self._may_reach(str(uri), client_id):
+            claimed = await self._claim_stored(str(uri), client_id, audit)
         if claimed is None:
             raise UnknownRecipient()
         return claimed
@@ -291,31 +276,17 @@ class KeyDirectory:
         self, uri: str, client_id: str | None, audit: KeyAudit | None
     ) -> ClaimedKeys | None:
         async def unit(tx: Tx) -> ClaimedKeys | None:
-            ident = await tx.fetchrow(IDENTITY_SQL, uri)
+            ident = await key_store.identity(tx, uri)
             if ident is None:
                 return None
-            one_time, left = None, 0
-            for _ in range(CLAIM_ATTEMPTS):
-                row = await tx.fetchrow(CLAIM_SQL, uri)
-                left = int(await tx.fetchval(COUNT_SQL, uri) or 0)
-                if row is not None or left == 0:
-                    break
-            if row is not None:
-                one_time = SignedOneTimeKey(
-                    key_id=row["key_id"], key=row["key"], signature=row["signature"]
-                )
-            fallback = None
-            if one_time is None:
-                fb = await tx.fetchrow(FALLBACK_SQL, uri)
-                if fb is not None:
-                    fallback = SignedOneTimeKey(
-                        key_id=fb["key_id"], key=fb["key"], signature=fb["signature"]
-                    )
+            one_time = await key_store.claim_one_time_key(tx, uri)
+            left = await key_store.one_time_key_count(tx, uri)
+            fallback = None if one_time is not None else await key_store.fallback_key(tx, uri)
             # Tell the owner once when the stock falls below the threshold, and when it is out.
             low = left in (self.low_threshold - 1, 0)
             if one_time is not None and low:
                 event = {"type": "keys_low", "user": uri, "one_time_key_count": left}
-                await self.events.append_in(tx, ident["client_id"], event)
+                await self.events.append_in(tx, ident.client_id, event)
             if client_id is not None:
                 await self.record_contact_in(tx, uri, client_id)
             else:
@@ -325,18 +296,24 @@ class KeyDirectory:
                 await audit(tx, None, [uri])
             return ClaimedKeys(
                 user=uri,
-                identity_key=ident["identity_key"],
-                signing_key=ident["signing_key"],
-                one_time_key=one_time,
-                fallback_key=fallback,
+                identity_key=ident.identity_key,
+                signing_key=ident.signing_key,
+                one_time_key=_signed(one_time),
+                fallback_key=_signed(fallback),
             )
 
         return await self.store.write("keys_claim", unit)
 
     async def record_contact_in(self, tx: Tx, uri: str, client_id: str) -> None:
         """Remember that `client_id` talks to `uri` (told when its identity key changes)."""
-        await tx.execute(CONTACT_SQL, uri, client_id, now_ms())
+        await key_store.record_contact(tx, uri, client_id, at=now_ms())
 
     async def one_time_key_count(self, uri: str) -> int:
         """How many unclaimed one-time keys `uri` has."""
-        return int(await self.store.fetchval(COUNT_SQL, uri) or 0)
+        return await key_store.one_time_key_count(self.store, uri)
+
+
+def _signed(key: SignedKey | None) -> SignedOneTimeKey | None:
+    if key is None:
+        return None
+    return SignedOneTimeKey(key_id=key.key_id, key=key.key, signature=key.signature)

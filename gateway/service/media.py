@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Protocol
@@ -16,10 +15,20 @@ from typing import Protocol
 import msgspec
 import structlog
 
-from gateway.errors import NotFound, PayloadTooLarge, UnknownRecipient, ValidationFailed
+from gateway.clock import now_ms
+from gateway.errors import (
+    MediaQuotaExceeded,
+    NotFound,
+    PayloadTooLarge,
+    UnknownRecipient,
+    ValidationFailed,
+)
 from gateway.service.uris import parse_user_uri
-from gateway.store import Store, Tx
+from gateway.store import Reader, Store, Tx
+from gateway.store import keys as key_store
+from gateway.store import media as media_store
 from gateway.store.blobs import BlobStore, BlobTooLarge
+from gateway.store.media import MediaRecord
 from gateway.translate.limits import LIMITS
 
 log = structlog.get_logger(__name__)
@@ -28,7 +37,9 @@ log = structlog.get_logger(__name__)
 GCM_OVERHEAD = 16
 DAY_MS = 24 * 3600 * 1000
 
-ConsentCheck = Callable[[str, str], Awaitable[bool]]  # allows(user_uri, client_id)
+# May provider `client_id` reach `user_uri`? (the reach policy: approved service, consent,
+# tenancy): allows(user_uri, client_id).
+ConsentCheck = Callable[[str, str], Awaitable[bool]]
 
 
 class MediaInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,20 +54,6 @@ class MediaAudit(Protocol):
     """Appends the upload's audit record inside the write unit that stores it."""
 
     async def __call__(self, tx: Tx, subjects: Iterable[str], sha256: str, size: int) -> None: ...
-
-
-INSERT_SQL = (
-    "INSERT INTO media (id, sha256, size, uploader_client_id, peer_uri, created_at, expires_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
-)
-RECORD_SQL = (
-    "SELECT sha256, size, uploader_client_id, peer_uri FROM media "
-    "WHERE id = $1 AND expires_at > $2"
-)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _not_found() -> NotFound:
@@ -75,14 +72,17 @@ class MediaService:
         expiry_days: int,
         max_bytes: int,
         enabled_services: Iterable[str],
-        consent: ConsentCheck | None = None,
+        reach: ConsentCheck,
+        quota_bytes: int | None = None,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.expiry_ms = expiry_days * DAY_MS
         self.max_bytes = max_bytes
         self.services = frozenset(enabled_services)
-        self.consent = consent
+        self.reach = reach
+        # Bytes of unexpired media one provider may hold (None: no quota).
+        self.quota_bytes = quota_bytes
         # Committing a blob and removing an unreferenced one must not interleave.
         self._placing = asyncio.Lock()
 
@@ -108,16 +108,12 @@ class MediaService:
         return media[kind].max_bytes + GCM_OVERHEAD
 
     async def _check_peer(self, client_id: str, peer: str) -> None:
+        # One answer for a peer who does not exist and one the provider may not reach.
+        if not await self.reach(peer, client_id):
+            raise UnknownRecipient()
         uri = parse_user_uri(peer)
         assert uri is not None
-        if uri.is_platform:
-            if self.consent is not None and not await self.consent(peer, client_id):
-                raise UnknownRecipient()
-            return
-        known = await self.store.fetchval(
-            "SELECT count(*) FROM e2ee_identities WHERE user_uri = $1", peer
-        )
-        if not known:
+        if not uri.is_platform and await key_store.identity(self.store, peer) is None:
             raise UnknownRecipient()
 
     async def upload(
@@ -133,7 +129,21 @@ class MediaService:
         """Store a provider's ciphertext for its conversation with `peer`."""
         limit = self.limit_for(peer, kind)
         await self._check_peer(client_id, peer)
+        if declared_size is not None:
+            await self._check_quota(self.store, client_id, declared_size)
         return await self._store(client_id, peer, chunks, limit, declared_size, audit)
+
+    async def _check_quota(self, db: Reader, client_id: str, size: int) -> None:
+        """Refuse an upload that would take the provider's stored media past its quota."""
+        if self.quota_bytes is None:
+            return
+        used = await media_store.bytes_stored_by(db, client_id, now=now_ms())
+        if used + size > self.quota_bytes:
+            raise MediaQuotaExceeded(
+                f"This upload would exceed your media storage quota of {self.quota_bytes} "
+                f"bytes ({used} in use); media expires after its retention period.",
+                field="body",
+            )
 
     async def _store(
         self,
@@ -159,31 +169,40 @@ class MediaService:
         media_id = secrets.token_urlsafe(24)
         now = now_ms()
 
+        record = MediaRecord(
+            id=media_id,
+            sha256=staged.sha256,
+            size=staged.size,
+            uploader=uploader,
+            peer=peer,
+            created_at=now,
+            expires_at=now + self.expiry_ms,
+        )
+
         async def unit(tx: Tx) -> None:
-            await tx.execute(
-                INSERT_SQL,
-                media_id,
-                staged.sha256,
-                staged.size,
-                uploader,
-                peer,
-                now,
-                now + self.expiry_ms,
-            )
+            # Checked again in the unit that stores the record: uploads that ran at once
+            # count each other.
+            await self._check_quota(tx, uploader, staged.size)
+            await media_store.add_media(tx, record)
             if audit is not None:
                 await audit(tx, [peer], staged.sha256, staged.size)
 
         async with self._placing:
             await self.blobs.commit(staged)
-            await self.store.write("media_upload", unit)
+            try:
+                await self.store.write("media_upload", unit)
+            except MediaQuotaExceeded:
+                if not await media_store.blob_referenced(self.store, staged.sha256):
+                    await self.blobs.delete(staged.sha256)
+                raise
         log.info("media_stored", size=staged.size)
         return MediaInfo(id=media_id, size=staged.size, sha256=staged.sha256)
 
     async def _record(self, media_id: str) -> tuple[str, int, str, str]:
-        row = await self.store.fetchrow(RECORD_SQL, media_id, now_ms())
-        if row is None:
+        record = await media_store.live_media(self.store, media_id, now=now_ms())
+        if record is None:
             raise _not_found()
-        return row["sha256"], row["size"], row["uploader_client_id"], row["peer_uri"]
+        return record.sha256, record.size, record.uploader, record.peer
 
     async def open(self, client_id: str, media_id: str) -> tuple[Path, int, str]:
         """The blob file, size and digest, for the uploader's or the peer's provider only."""
@@ -222,17 +241,12 @@ class MediaService:
         now = now_ms()
 
         async def unit(tx: Tx) -> list[str]:
-            rows = await tx.fetch("SELECT DISTINCT sha256 FROM media WHERE expires_at <= $1", now)
-            await tx.execute("DELETE FROM media WHERE expires_at <= $1", now)
-            return [r["sha256"] for r in rows]
+            return await media_store.remove_expired_media(tx, now=now)
 
         async with self._placing:
             digests = await self.store.write("media_expire", unit)
             for sha256 in digests:
-                still = await self.store.fetchval(
-                    "SELECT count(*) FROM media WHERE sha256 = $1", sha256
-                )
-                if not still:
+                if not await media_store.blob_referenced(self.store, sha256):
                     await self.blobs.delete(sha256)
         if digests:
             log.info("media_expired", blobs=len(digests))

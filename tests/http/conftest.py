@@ -15,3 +15,9 @@ from tests.http.providers import act_as_providers
 async def pclient(aiohttp_client: Any, config: Config) -> Any:
     """A test client whose requests may act as a provider (see provider_headers)."""
     return await aiohttp_client(act_as_providers(create_app(config)))
+
+
+@pytest.fixture
+async def backend_pclient(aiohttp_client: Any, backend_config: Config) -> Any:
+    """`pclient`, once per storage backend (see tests.conftest.store_url)."""
+    return await aiohttp_client(act_as_providers(create_app(backend_config)))

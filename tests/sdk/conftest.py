@@ -104,4 +104,4 @@ async def onboard_sdk(gateway: Gateway, tmp_path: Path) -> AsyncIterator[SdkFact
 
 
 PICKLE_KEY = os.urandom(32)
-FUNCTIONALITIES = ["text", "images", "files", "reactions", "replies", "receipts"]
+FUNCTIONALITIES = ["text", "images", "files", "reactions", "replies", "receipts", "typing"]

@@ -111,11 +111,11 @@ async def test_sessions_survive_a_restart(gateway: Gateway, onboard_sdk: SdkFact
 
 async def test_keys_low_makes_the_sdk_replenish(gateway: Gateway, onboard_sdk: SdkFactory):
     sdk = await onboard_sdk()
-    other = await onboard_sdk("beta")
     await sdk.publish_keys("alice", 10)
     threshold = gateway.config.keys.low_threshold
+    # Only the user's own provider may claim its keys (no group shared with anyone else).
     for _ in range(10 - threshold + 1):
-        await other._request("GET", "/v1/keys", params={"user": sdk.uri("alice")})
+        await sdk._request("GET", "/v1/keys", params={"user": sdk.uri("alice")})
     notice: Notice = await next_of(sdk, Notice)
     assert notice.type == "keys_low"
     count = await gateway.app[STORE].fetchval(
@@ -139,11 +139,10 @@ async def test_rate_limited_requests_are_retried_after_the_pause(
 ) -> None:
     sdk = await onboard_sdk()
     await sdk.publish_keys("alice", 60)
-    other = await onboard_sdk("beta")
     burst = gateway.config.limits.keys.burst
     # More claims than the burst: the SDK waits out each 429 instead of failing.
     results = await asyncio.gather(
-        *(other._request("GET", "/v1/keys", params={"user": sdk.uri("alice")})
+        *(sdk._request("GET", "/v1/keys", params={"user": sdk.uri("alice")})
           for _ in range(burst + 3))
     )  # fmt: skip
     assert len({r["one_time_key"]["key_id"] for r in results if r["one_time_key"]}) == 60

@@ -42,6 +42,11 @@ async def nobody_consents(uri: str, client_id: str) -> bool:
     return False
 
 
+async def everyone_reachable(uri: str, client_id: str) -> bool:
+    """A reach policy that lets every provider reach every user (mechanics of one service)."""
+    return True
+
+
 def key_directory(store: Store, **given: Any) -> KeyDirectory:
     """A key directory whose collaborators are fakes unless `given`."""
     defaults: dict[str, Any] = {

@@ -18,7 +18,7 @@ from gateway.service.interop_requests import InteropRequestIn, InteropRequests
 from gateway.store import Store, Tx, open_store
 from tests.conftest import make_config
 from tests.onboarding_helpers import new_key
-from tests.service.fakes import key_directory
+from tests.service.fakes import everyone_reachable, key_directory
 
 
 @pytest.fixture
@@ -80,7 +80,7 @@ async def test_periodic_refresh_starts_and_stops_promptly(store: Store) -> None:
 
 
 async def test_one_time_key_low_water_is_the_emptiest_user_per_provider(store: Store) -> None:
-    keys = key_directory(store)
+    keys = key_directory(store, consent=everyone_reachable)
     await keys.publish("acme", "bob", OlmParty().key_bundle(5))
     await keys.publish("acme", "eve", OlmParty().key_bundle(3))
     await keys.publish("zeta", "ann", OlmParty().key_bundle(4))

@@ -11,7 +11,7 @@ import pytest
 from gateway.crypto import OlmParty
 from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
 from gateway.store import Store, Tx, open_store
-from tests.service.fakes import RecordingQueue, key_directory
+from tests.service.fakes import RecordingQueue, everyone_reachable, key_directory
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 async def test_keys_low_is_sent_once_below_the_threshold_and_when_out(store: Store) -> None:
     queue = RecordingQueue()
-    keys = key_directory(store, low_threshold=3, events=queue)
+    keys = key_directory(store, low_threshold=3, events=queue, consent=everyone_reachable)
     bob = OlmParty()
     await keys.publish("acme", "bob", bob.key_bundle(5, fallback=True))
     counts = []
@@ -44,7 +44,7 @@ async def test_a_new_identity_key_tells_the_contacts_and_drops_old_keys(store: S
     async def audit(tx: Tx, action: str | None, subjects: Any) -> None:
         audited.append((action, list(subjects)))
 
-    keys = key_directory(store, events=queue)
+    keys = key_directory(store, events=queue, consent=everyone_reachable)
     await keys.publish("acme", "bob", OlmParty().key_bundle(4, fallback=True))
     await keys.claim("p1", "mimi://acme/u/bob")
     await keys.claim("p2", "mimi://acme/u/bob")
