@@ -9,6 +9,7 @@ import msgspec
 from aiohttp import web
 
 from gateway.errors import (
+    ClientClosed,
     InvalidEncoding,
     MalformedJSON,
     PayloadTooLarge,
@@ -106,6 +107,8 @@ async def read_body(request: web.Request) -> bytes:
             f"The body is larger than the limit of {limit} bytes.",
             field="body",
         ) from None
+    except ConnectionError:  # the client hung up mid-body: its outcome, not a server failure
+        raise ClientClosed("The connection closed before the body was complete.") from None
     audit = request.get(AUDIT)
     if audit is not None:
         audit.note_payload(body)  # digest and size only, never the body
