@@ -28,10 +28,9 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT/SIGTERM."""
-    from aiohttp import web
-
     from gateway import secretfiles
     from gateway.app import create_app
+    from gateway.http.server import run as serve_app
     from gateway.logs import configure_logging
     from gateway.store import redact_url
 
@@ -60,11 +59,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if token_path is not None:
         state = "generated" if created else "kept"
         print(f"admin token ({state}): {token_path}", flush=True)
-    web.run_app(
+    # As web.run_app, but unparsable requests also get problem+json (gateway.http.server).
+    serve_app(
         create_app(config, metrics_sockets=metrics_sockets),
-        sock=sockets,
-        print=None,
-        access_log=None,
+        sockets=sockets,
         shutdown_timeout=config.server.shutdown_timeout_s,
     )
     return 0

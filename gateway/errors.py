@@ -146,6 +146,12 @@ class LimitExceeded(ValidationFailed):
     type, title = "/problems/limit-exceeded", "Limit exceeded"
 
 
+class ClientClosed(GatewayError):
+    """The client hung up before its request was read; nobody sees the answer (nginx's 499)."""
+
+    status, type, title = 499, "/problems/client-closed", "Client closed request"
+
+
 class RateLimited(GatewayError):
     status, type, title = 429, "/problems/rate-limited", "Too many requests"
 

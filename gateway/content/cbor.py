@@ -27,7 +27,7 @@ from gateway.content.model import (
     SinglePart,
     UnknownExtension,
 )
-from gateway.content.rawcbor import extension_value_spans
+from gateway.content.rawcbor import MAX_NESTING, describe_key, extension_value_spans
 
 MAX_PART_DEPTH = 4  # draft §5.3: NestedParts MUST NOT be nested more than 4 levels deep
 MAX_SAFE_INT = 2**53 - 1  # draft §5.2: integer keys must survive a double float
@@ -107,7 +107,7 @@ def decode_content(data: bytes) -> MimiContent:
     data = bytes(data)
     try:
         fp = io.BytesIO(data)
-        doc = cbor2.CBORDecoder(fp).decode()
+        doc = cbor2.CBORDecoder(fp, max_depth=MAX_NESTING).decode()
         trailing = fp.tell() != len(data)
     except Exception as exc:  # cbor2 raises several types; callers get one
         raise ContentError("mimiContent", f"invalid CBOR ({exc})") from None
@@ -174,7 +174,7 @@ def _extensions(value: Any, data: bytes) -> Extensions:
         ):
             unknown_keys.append(key)
         else:
-            raise ContentError("extensions", f"invalid extension key {key!r}")
+            raise ContentError("extensions", f"invalid extension key {describe_key(key)}")
     # The scan also rejects repeated keys, which cbor2 would silently merge.
     spans = extension_value_spans(data)
     unknown: tuple[UnknownExtension, ...] = ()

@@ -230,7 +230,8 @@ def _extensions_from_json(obj: Any) -> Extensions:
         if name.startswith("~"):
             key = name[1:]
         elif _INT_KEY.fullmatch(name):
-            key = int(name)
+            # Past 17 characters it is out of range; int() of thousands of digits would raise.
+            key = int(name) if len(name) <= 17 else 2**53
             if key in (1, 2) or abs(key) > 2**53 - 1:
                 raise ContentError(field, "integer key reserved or out of range")
         else:

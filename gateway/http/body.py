@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import web
 
 from gateway.errors import (
+    ClientClosed,
     InvalidEncoding,
     MalformedJSON,
     PayloadTooLarge,
@@ -17,6 +19,12 @@ from gateway.errors import (
 from gateway.http.keys import AUDIT, CONFIG
 
 T = TypeVar("T")
+
+# Free-form members (MIMI content, JWKs) accept any JSON; nesting is bounded so that no later
+# walk over them (re-encoding, translation) can exhaust the interpreter's recursion limit.
+MAX_JSON_DEPTH = 64
+# A JSON string as one token (the body already parsed, so every string is terminated) or a bracket.
+_JSON_STRUCTURE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 
 _encoder = msgspec.json.Encoder()
 _decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
@@ -40,16 +48,41 @@ def validation_error(exc: msgspec.ValidationError) -> ValidationFailed:
     return ValidationFailed(detail, field=field)
 
 
+def _too_deep(body: bytes) -> bool:
+    """True when the (parsed) JSON `body` nests arrays/objects deeper than MAX_JSON_DEPTH."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth = 0
+    for token in _JSON_STRUCTURE.findall(body):
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif token in (b"]", b"}"):
+            depth -= 1
+    return False
+
+
 def decode_bytes(body: bytes, type_: type[T]) -> T:
     """Decode JSON bytes into `type_`, mapping each failure to its problem."""
     try:
-        return _decoder(type_).decode(body)
+        value = _decoder(type_).decode(body)
     except msgspec.ValidationError as exc:
         raise validation_error(exc) from None
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"The body is not valid JSON: {exc}") from None
     except UnicodeDecodeError:
         raise InvalidEncoding("The body is not valid UTF-8.") from None
+    except RecursionError:
+        raise _nested_too_deep() from None
+    if _too_deep(body):
+        raise _nested_too_deep()
+    return value
+
+
+def _nested_too_deep() -> ValidationFailed:
+    detail = f"The body nests arrays or objects more than {MAX_JSON_DEPTH} levels deep."
+    return ValidationFailed(detail, field="$")
 
 
 def require_json(request: web.Request) -> None:
@@ -74,6 +107,8 @@ async def read_body(request: web.Request) -> bytes:
             f"The body is larger than the limit of {limit} bytes.",
             field="body",
         ) from None
+    except ConnectionError:  # the client hung up mid-body: its outcome, not a server failure
+        raise ClientClosed("The connection closed before the body was complete.") from None
     audit = request.get(AUDIT)
     if audit is not None:
         audit.note_payload(body)  # digest and size only, never the body

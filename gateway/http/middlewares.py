@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -21,7 +22,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REQUEST_ID = web.RequestKey("request_id", str)
 REQUEST_ID_HEADER = "X-Request-Id"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
+# nginx's "client closed request": the client left before the answer; not a server failure.
+CLIENT_CLOSED = 499
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 # Router and framework errors keep our problem vocabulary.
@@ -85,6 +88,9 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
         if not response.prepared:
             response.headers[REQUEST_ID_HEADER] = request_id
         return response
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
     finally:
         elapsed = time.perf_counter() - started
         metrics.HTTP_IN_FLIGHT.dec()

@@ -16,7 +16,7 @@ from gateway.platforms.sandbox import SandboxPlatform
 
 routes = web.RouteTableDef()
 
-NativeId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+NativeId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 ClientIds = list[Annotated[str, Meta(min_length=1, max_length=128)]] | Literal["all"]
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+# Anchored with \Z: `$` also matches before a trailing newline, so "alice\n" would pass.
 PLATFORM_SERVICES = frozenset({"whatsapp", "messenger", "instagram"})
 
-AUTHORITY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-LOCAL_ID = re.compile(r"^[A-Za-z0-9._~+=@-]{1,128}$")
-_URI = re.compile(r"^mimi://([A-Za-z0-9._-]{1,64})/u/([A-Za-z0-9._~+=@-]{1,128})$")
+AUTHORITY = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
+LOCAL_ID = re.compile(r"^[A-Za-z0-9._~+=@-]{1,128}\Z")
+USER_URI_PATTERN = r"^mimi://([A-Za-z0-9._-]{1,64})/u/([A-Za-z0-9._~+=@-]{1,128})\Z"
+_URI = re.compile(USER_URI_PATTERN)
 
 
 class UserUri(NamedTuple):

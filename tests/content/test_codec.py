@@ -21,6 +21,7 @@ from gateway.content import (
     encode_content,
     message_id,
 )
+from gateway.content.jsonmap import b64u_encode
 from tests.content.paths import MIMI_EXAMPLES
 from tests.content.strategies import contents
 
@@ -143,6 +144,46 @@ def test_too_deep_nesting_is_rejected() -> None:
         part = [1, "", 3, 2, [part, leaf]]
     with pytest.raises(ContentError, match="4 levels"):
         decode_content(cbor2.dumps([b"x" * 16, None, b"", None, None, {}, part]))
+
+
+HEAD = [b"x" * 16, None, b"", None, None]
+DEEP = b"\x81" * 5_000 + b"\x80"
+
+
+@pytest.mark.parametrize(
+    "key", [10**5_000, -(10**5_000), 2**60, b"k" * 10_000], ids=["huge", "-huge", "2^60", "bytes"]
+)
+def test_invalid_extension_key_is_named_briefly(key: object) -> None:
+    with pytest.raises(ContentError) as err:
+        decode_content(cbor2.dumps([*HEAD, {key: 1}, [1, "", 0]]))
+    assert err.value.field == "extensions"
+    assert len(str(err.value)) < 100
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        DEEP,  # the whole item
+        b"\x87" + cbor2.dumps(HEAD)[1:] + b"\xa1\x07" + DEEP + cbor2.dumps([1, "", 0]),
+        b"\x87" + cbor2.dumps(HEAD)[1:] + b"\xa1\x07" + b"\xc6" * 5_000 + b"\x00",
+    ],
+    ids=["document", "extension", "tags"],
+)
+def test_deep_cbor_is_a_content_error(raw: bytes) -> None:
+    with pytest.raises(ContentError, match=r"deep|depth"):
+        decode_content(raw)
+
+
+def test_deep_cbor_extension_in_json_is_a_content_error() -> None:
+    body = {"nestedPart": {"cardinality": "nullpart"}, "extensions": {"7": b64u_encode(DEEP)}}
+    with pytest.raises(ContentError, match="deep"):
+        content_from_json(body)
+
+
+def test_huge_integer_extension_name_in_json_is_a_content_error() -> None:
+    body = {"nestedPart": {"cardinality": "nullpart"}, "extensions": {"9" * 5_000: "AQ"}}
+    with pytest.raises(ContentError, match="out of range"):
+        content_from_json(body)
 
 
 @settings(max_examples=300)

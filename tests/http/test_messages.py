@@ -89,11 +89,14 @@ async def test_unknown_and_non_consenting_recipients_look_the_same(chat: Any) ->
     shy = await sandbox_user(client, "messenger", "555", consent=["someone-else"])
     encrypted = {"protocol": "olm.v1", "type": 0, "body": "AAAA", "sender_key": "x"}
     bodies = []
-    for to in (shy, "mimi://messenger/u/nobody", "mimi://acme/u/bob", "tel:+49151"):
+    for to in (shy, "mimi://messenger/u/nobody", "mimi://acme/u/bob"):
         response = await alice.send(alice.message(to, encrypted=encrypted))
         bodies.append(await response.json())
         await problem(response, 404, "/problems/unknown-recipient", "$.to")
     assert bodies[0]["detail"] == bodies[1]["detail"]
+    # Not a user URI at all: a syntax error, which says nothing about who exists.
+    response = await alice.send(alice.message("tel:+49151", encrypted=encrypted))
+    await problem(response, 422, "/problems/validation", "$.to")
 
 
 async def test_plaintext_to_an_e2ee_required_service_is_refused(chat: Any) -> None:
