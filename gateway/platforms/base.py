@@ -16,6 +16,8 @@ import msgspec
 from msgspec import Meta
 
 Kind = Literal["message", "receipt", "typing"]
+# What the gateway hands a platform for one platform member of a group (DESIGN §4.10).
+GroupKind = Literal["group_message", "room_key", "group_membership"]
 SERVICES = ("whatsapp", "messenger", "instagram")
 
 
@@ -77,6 +79,28 @@ class Outgoing(msgspec.Struct, frozen=True, kw_only=True):
     payload: dict[str, Any]
 
 
+class GroupOutgoing(msgspec.Struct, frozen=True, kw_only=True):
+    """One group item for one platform member of a group hosted on `service` (DESIGN §4.10).
+
+    group_message: `{"encrypted": {protocol: "megolm.v1", session_id, body, sender_key}}` or
+    `{"native": [send objects]}` (hub with `e2ee = "optional"`, content the gateway translated);
+    room_key: `{"session_id", "encrypted": {protocol: "olm.v1", type, body, sender_key}}` (an Olm
+    message to `recipient` whose plaintext is `{"room_key": {group, session_id, session_key}}`);
+    group_membership: `{"by", "added", "removed", "epoch", "members": [{uri, role}]}`.
+    `id` is the gateway's id of the item (a platform deduplicates on it); `sender` is the member
+    who sent or shared (`by` for membership changes).
+    """
+
+    id: str
+    kind: GroupKind
+    service: str
+    group: str
+    sender: str
+    recipient: str
+    sent_at: int
+    payload: dict[str, Any]
+
+
 class Inbound(msgspec.Struct, frozen=True, kw_only=True):
     """One item a platform user sends to a third-party user; fields as in `Outgoing`.
 
@@ -99,6 +123,37 @@ class InboundSink(Protocol):
 
     async def receive(self, item: Inbound) -> str:
         """Accept what a platform user sends; return the gateway id of the accepted item."""
+        ...
+
+
+class GroupSink(Protocol):
+    """The gateway's group service, as a platform's own users act in groups (DESIGN §4.10).
+
+    Each call is idempotent on `native_id` (the platform's id of the action) and answers like
+    the provider-facing routes: the same checks (membership, consent, stale sessions) apply.
+    """
+
+    async def create_group(
+        self, *, native_id: str, service: str, creator: str, name: str, members: list[str]
+    ) -> dict[str, Any]:
+        """Create a group hosted on `service` by platform user `creator`; return its state."""
+        ...
+
+    async def share_room_keys(
+        self, *, native_id: str, group: str, sender: str, session_id: str,
+        shares: list[dict[str, Any]],
+    ) -> None:  # fmt: skip
+        """Relay `shares` ([{to, encrypted: olm.v1}]) of `sender`'s Megolm session `session_id`."""
+        ...
+
+    async def send_group_message(
+        self, *, native_id: str, group: str, sender: str, sent_at: int, payload: dict[str, Any]
+    ) -> str:
+        """Accept a group message (`{"encrypted": megolm.v1}` or `{"content": MIMI JSON}`)."""
+        ...
+
+    async def group_state(self, group: str) -> dict[str, Any] | None:
+        """The group's current state (`{group, service, name, members, epoch}`), or None."""
         ...
 
 
