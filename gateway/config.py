@@ -33,7 +33,7 @@ class _Section(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     pass
 
 
-ReplicaId = Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]{1,64})?$")]
+ReplicaId = Annotated[str, Meta(pattern=r"^([A-Za-z0-9._-]{1,64})?\Z")]
 
 
 class ServerConfig(_Section, frozen=True):
@@ -84,7 +84,7 @@ class MetricsConfig(_Section, frozen=True):
 class AuditConfig(_Section, frozen=True):
     # One hash chain per writer: replicas sharing a PostgreSQL database each need their own id.
     # Unset: `main` on SQLite, the replica id on PostgreSQL (see load_config).
-    chain_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")] = "main"
+    chain_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9._-]{1,64}\Z")] = "main"
     # A signed checkpoint after this many records or this many seconds, whichever comes first.
     checkpoint_every: Positive = 1000
     checkpoint_interval_s: PositiveFloat = 60.0

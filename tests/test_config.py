@@ -45,6 +45,8 @@ def test_toml_is_read_and_environment_wins(tmp_path: Path) -> None:
         ({"GATEWAY_DATABASE_URL": "mysql://x"}, "storage.database_url"),
         ({"GATEWAY_PUBLIC_URL": "ftp://x"}, "server.public_url"),
         ({"GATEWAY_STORAGE__GROUP_COMMIT_MAX": "0"}, "storage.group_commit_max"),
+        ({"GATEWAY_REPLICA_ID": "r1\n"}, "server.replica_id"),
+        ({"GATEWAY_AUDIT__CHAIN_ID": "main\n"}, "audit.chain_id"),
     ],
 )
 def test_bad_values_name_the_key(env: dict[str, str], key: str) -> None:

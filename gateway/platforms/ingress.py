@@ -71,7 +71,7 @@ class Ingress:
         verify(endpoint.app_secret, body, signature)
         try:
             doc = msgspec.json.decode(body)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise ValidationFailed("The webhook is not JSON.", field="$") from None
         if not isinstance(doc, dict):
             raise ValidationFailed("The webhook is not an object.", field="$")

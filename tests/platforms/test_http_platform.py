@@ -189,3 +189,14 @@ async def test_sandbox_routes_are_absent_with_the_http_platform(meta: Any) -> No
 
     response = await client.get("/sandbox/v1/inbox", params={"user": "x"}, headers=admin_headers())
     assert response.status == 404
+
+
+async def test_a_signed_webhook_nested_too_deep_is_a_4xx(meta: Any) -> None:
+    client, _ = meta
+    raw = b'{"object": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    mac = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    headers = {"X-Hub-Signature-256": f"sha256={mac}", "Content-Type": "application/json"}
+    response = await client.post("/platform/v1/whatsapp/webhook", data=raw, headers=headers)
+    body = await response.json()
+    assert_problem(response.status, response.content_type, body, 422, "/problems/validation")
+    assert "[[" not in body["detail"]

@@ -63,11 +63,11 @@ async def test_an_account_is_saved_under_its_new_version(store: Store) -> None:
     assert await sandbox_store.olm_account(store, ALICE.uri) == (b"account-v1", 1)
 
 
+# SQLite has one writer process: no other transaction can hold a row there.
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
 async def test_a_locked_account_or_key_is_not_waited_for_on_postgres(
     store: Store, store_url: str
 ) -> None:
-    if store.dialect != "postgres":
-        pytest.skip("SQLite has one writer process: no other transaction holds a row")
     await create(store, one_time=2)
     other = await asyncpg.connect(store_url)
     try:
