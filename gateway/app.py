@@ -72,6 +72,7 @@ from gateway.service.interop_requests import InteropRequests
 from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
+from gateway.service.payload_seal import PayloadSealer
 from gateway.service.periodic import Periodic
 from gateway.service.providers import TOPIC as providers_topic
 from gateway.service.providers import ProviderRegistry
@@ -216,13 +217,15 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
         platform = HttpPlatform(config.http_platform, store, session, id_key=id_key)
         app[INGRESS] = Ingress(config, platform)
     app[PLATFORM] = platform
+    sealer = PayloadSealer(config.data_path / "payload-keys")
     app[DELIVERY] = worker = DeliveryWorker(
         store, platform, consent, queue, config.relay, audit_events=app[AUDIT_LOG],
-        replica_id=config.replica_id,
+        replica_id=config.replica_id, sealer=sealer,
     )  # fmt: skip
     app[RELAY] = relay = Relay(
         store, config, platform, consent, queue,
         outbox_depth=lambda: worker.depth, on_outbox=worker.wake, audit_events=app[AUDIT_LOG],
+        sealer=sealer,
     )  # fmt: skip
     platform.sink = relay.receive
     # The key directory answers for platform users through the connector (INTERFACES.md §1).

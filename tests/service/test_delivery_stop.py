@@ -14,6 +14,7 @@ from gateway.platforms.base import Outgoing
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
 from gateway.store import Store, Tx, open_store
+from tests.service.test_outbox_replicas import unused_sealer
 
 
 class SlowPlatform:
@@ -70,8 +71,9 @@ def worker(store: Store, platform: Any) -> DeliveryWorker:
     config = RelayConfig(lease_s=300.0, poll_interval_s=0.05)
     consent: Any = Consenting()
     return DeliveryWorker(
-        store, platform, consent, EventQueue(store), config, replica_id="this-replica"
-    )
+        store, platform, consent, EventQueue(store), config, replica_id="this-replica",
+        sealer=unused_sealer(),
+    )  # fmt: skip
 
 
 async def outbox_rows(store: Store) -> list[Any]:

@@ -10,9 +10,8 @@ import msgspec
 import pytest
 
 from gateway.platforms.base import Outgoing, RetryableDelivery
-from gateway.service import outbox
 from gateway.service.delivery import DeliveryWorker
-from gateway.store import Store, Tx, open_store
+from gateway.store import Store, Tx, open_store, outbox
 from tests.service.test_outbox_replicas import CONFIG, enqueue, worker
 
 RUNS = msgspec.structs.replace(CONFIG, claim_batch=64, claim_per_conversation=4)
@@ -93,9 +92,7 @@ async def test_no_row_is_claimed_past_a_leased_head(store: Store) -> None:
 
     async def claim(per_conversation: int) -> list[str]:
         async def unit(tx: Tx) -> list[str]:
-            rows = await outbox.claim(
-                tx, store.dialect, now, 1000, 10, "r", per_conversation=per_conversation
-            )
+            rows = await outbox.claim(tx, now, 1000, 10, "r", per_conversation=per_conversation)
             return [row["message_id"] for row in rows]
 
         return await store.write("claim", unit)
@@ -111,9 +108,7 @@ async def test_rounds_go_round_the_conversations(store: Store) -> None:
 
     async def claim(after: str) -> list[str]:
         async def unit(tx: Tx) -> list[str]:
-            rows = await outbox.claim(
-                tx, store.dialect, now, 1000, 2, "r", per_conversation=2, after=after
-            )
+            rows = await outbox.claim(tx, now, 1000, 2, "r", per_conversation=2, after=after)
             return [row["message_id"] for row in rows]
 
         return await store.write("claim", unit)
