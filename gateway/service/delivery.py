@@ -35,7 +35,8 @@ from gateway.service.event_types import DeliveryFailedEvent
 from gateway.service.events import EventQueue
 from gateway.service.payload_seal import PayloadSealer, PayloadUnreadable
 from gateway.service.periodic import wait_event
-from gateway.store import Row, Store, Tx, is_lock_not_available, outbox
+from gateway.store import Store, Tx, is_lock_not_available, outbox
+from gateway.store.outbox import Claimed
 
 log = structlog.get_logger(__name__)
 # How often the outbox is counted (other replicas' work); in between, counted in memory.
@@ -49,7 +50,7 @@ LOCKED_ATTEMPTS = 50
 class Outcome:
     """What became of one claimed row in a round: delivered, failed, retry or release."""
 
-    row: Row
+    row: Claimed
     status: str
     reason: str = ""
     attempts: int = 0
@@ -164,7 +165,7 @@ class DeliveryWorker:
 
         after = self._after
 
-        async def claim(tx: Tx) -> list[Row]:
+        async def claim(tx: Tx) -> list[Claimed]:
             return await outbox.claim(
                 tx, now_ms(), lease_ms, limit, replica,
                 per_conversation=per_conversation, after=after,
@@ -174,10 +175,10 @@ class DeliveryWorker:
             return False
         rows = await self.store.write("outbox_claim", claim)
         # The next round starts after the last conversation this one took: round robin.
-        self._after = rows[-1]["conversation"] if rows else ""
-        runs: dict[str, list[Row]] = {}
+        self._after = rows[-1].conversation if rows else ""
+        runs: dict[str, list[Claimed]] = {}
         for row in rows:
-            runs.setdefault(row["conversation"], []).append(row)
+            runs.setdefault(row.conversation, []).append(row)
         # Conversations go out concurrently; within one, in order, stopping at a retry.
         done = await asyncio.gather(*(self._deliver_run(run) for run in runs.values()))
         outcomes = [outcome for run in done for outcome in run]
@@ -196,7 +197,7 @@ class DeliveryWorker:
             # Counted after this round's outcomes committed: what is not in the outbox is done.
             await self.sealer.destroy_delivered(oldest, now_ms())
 
-    async def _deliver_run(self, run: list[Row]) -> list[Outcome]:
+    async def _deliver_run(self, run: list[Claimed]) -> list[Outcome]:
         outcomes = []
         for i, row in enumerate(run):
             outcome = await self._attempt(row)
@@ -207,28 +208,28 @@ class DeliveryWorker:
                 break
         return outcomes
 
-    async def _attempt(self, row: Row) -> Outcome:
-        service = row["service"]
+    async def _attempt(self, row: Claimed) -> Outcome:
+        service = row.service
         try:
             payload = msgspec.json.decode(
-                await self.sealer.open(row["message_id"], row["payload"] or "{}")
+                await self.sealer.open(row.message_id, row.payload or "{}")
             )
         except PayloadUnreadable as exc:
             log.error("payload_unreadable", service=service, reason=str(exc))
             return Outcome(row, "failed", str(exc))
         type_ = "encrypted" if "encrypted" in payload else "plaintext"
         item = Outgoing(
-            id=row["message_id"],
-            kind=row["kind"],
+            id=row.message_id,
+            kind=row.kind,
             service=service,
-            sender=row["sender"],
-            recipient=row["recipient"],
-            sent_at=row["sent_at"],
+            sender=row.sender,
+            recipient=row.recipient,
+            sent_at=row.sent_at,
             payload=payload,
         )
         async with self._slots:
             try:
-                if not await self.consent.allows(row["recipient"], row["client_id"]):
+                if not await self.consent.allows(row.recipient, row.client_id):
                     raise PermanentDelivery("recipient_unavailable")
                 await self.platform.deliver(item)
             except RetryableDelivery as exc:
@@ -245,8 +246,8 @@ class DeliveryWorker:
             metrics.DELIVERY_ATTEMPTS.labels(service, "ok").inc()
             return Outcome(row, "delivered", type_=type_)
 
-    def _retry(self, row: Row, exc: DeliveryError, type_: str) -> Outcome:
-        attempts = row["attempts"] + 1
+    def _retry(self, row: Claimed, exc: DeliveryError, type_: str) -> Outcome:
+        attempts = row.attempts + 1
         if attempts >= self.config.max_attempts:
             return Outcome(row, "failed", f"retries_exhausted:{exc.reason}", type_=type_)
         at = now_ms() + int(self.backoff_s(attempts) * 1000)
@@ -271,14 +272,14 @@ class DeliveryWorker:
             for o in outcomes:
                 row = o.row
                 if o.status == "delivered":
-                    await outbox.finish(tx, row["seq"], row["message_id"], "delivered", at)
+                    await outbox.finish(tx, row.seq, row.message_id, "delivered", at)
                     await self._audit_in(tx, row, "message.deliver", direction="to_platform")
                 elif o.status == "failed":
                     await self._fail_in(tx, row, o.reason, at)
                 elif o.status == "retry":
-                    await outbox.retry_later(tx, row["seq"], o.attempts, o.at, replica=replica)
+                    await outbox.retry_later(tx, row.seq, o.attempts, o.at, replica=replica)
                 else:
-                    await outbox.release(tx, row["seq"], replica=replica)
+                    await outbox.release(tx, row.seq, replica=replica)
 
         await self._write_own("outbox_outcomes", unit)
         for o in outcomes:
@@ -286,24 +287,22 @@ class DeliveryWorker:
 
     def _report(self, o: Outcome) -> None:
         row = o.row
-        if o.status == "delivered" and row["kind"] == "message":
-            metrics.message_delivered(row["service"], o.type_, "to_platform", row["accepted_at"])
+        if o.status == "delivered" and row.kind == "message":
+            metrics.message_delivered(row.service, o.type_, "to_platform", row.accepted_at)
         elif o.status == "failed":
-            if row["kind"] == "message":
-                metrics.MESSAGES_FAILED.labels(row["service"], o.type_, "to_platform").inc()
-            log.warning("delivery_failed", service=row["service"], reason=o.reason)
+            if row.kind == "message":
+                metrics.MESSAGES_FAILED.labels(row.service, o.type_, "to_platform").inc()
+            log.warning("delivery_failed", service=row.service, reason=o.reason)
         elif o.status == "retry":
-            log.info(
-                "delivery_retry", service=row["service"], attempts=o.attempts, reason=o.reason
-            )
+            log.info("delivery_retry", service=row.service, attempts=o.attempts, reason=o.reason)
 
-    async def _audit_in(self, tx: Tx, row: Row, action: str, **attrs: str) -> None:
+    async def _audit_in(self, tx: Tx, row: Claimed, action: str, **attrs: str) -> None:
         if self.audit_events is not None:
             await self.audit_events.event_in(
                 tx,
                 action=action,
-                subjects=[row["sender"], row["recipient"]],
-                attrs={"service": row["service"], "kind": row["kind"], **attrs},
+                subjects=[row.sender, row.recipient],
+                attrs={"service": row.service, "kind": row.kind, **attrs},
             )
 
     def backoff_s(self, attempts: int) -> float:
@@ -311,17 +310,15 @@ class DeliveryWorker:
         cap = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (attempts - 1))
         return random.uniform(self.config.retry_base_s / 2, max(cap, self.config.retry_base_s))
 
-    async def _fail_in(self, tx: Tx, row: Row, reason: str, at: int) -> None:
+    async def _fail_in(self, tx: Tx, row: Claimed, reason: str, at: int) -> None:
         event = DeliveryFailedEvent(
-            message_id=row["client_msg_id"], gateway_id=row["message_id"], sender=row["sender"],
-            recipient=row["recipient"], reason=reason, at=at,
+            message_id=row.client_msg_id, gateway_id=row.message_id, sender=row.sender,
+            recipient=row.recipient, reason=reason, at=at,
         )  # fmt: skip
-        if not await outbox.finish(tx, row["seq"], row["message_id"], "failed", at):
+        if not await outbox.finish(tx, row.seq, row.message_id, "failed", at):
             return  # another replica took it over and finished it
-        await outbox.dead_letter(
-            tx, row["message_id"], row["service"], row["attempts"] + 1, reason, at
-        )
+        await outbox.dead_letter(tx, row.message_id, row.service, row.attempts + 1, reason, at)
         await self._audit_in(tx, row, "message.deliver_failed", reason=reason)
         # Typing signals are ephemeral: nobody needs to hear one was lost.
-        if row["kind"] != "typing":
-            await self.events.append_in(tx, row["client_id"], event)
+        if row.kind != "typing":
+            await self.events.append_in(tx, row.client_id, event)

@@ -22,12 +22,16 @@ serial and the plain spellings do.
 
 from __future__ import annotations
 
+from typing import Literal
+
+import msgspec
+
 from gateway.store import messages
 from gateway.store.base import Reader, Row, Tx
 
 _CLAIM = (
-    "SELECT o.seq, o.message_id, o.service, o.attempts, m.client_id, m.client_msg_id, m.kind, "
-    "m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload "
+    "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, m.client_id, "
+    "m.client_msg_id, m.kind, m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload "
     "FROM relay_outbox o JOIN relay_messages m ON m.id = o.message_id "
     "WHERE o.next_attempt_at <= $1 AND o.lease_until <= $1 "
     "AND o.seq = (SELECT MIN(h.seq) FROM relay_outbox h WHERE h.conversation = o.conversation) "
@@ -69,6 +73,29 @@ _OWN_ROW = {
 TOPIC = "outbox"
 
 
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    """An outbox item leased to this replica, with what delivering it needs."""
+
+    seq: int
+    message_id: str
+    conversation: str
+    service: str
+    attempts: int
+    client_id: str
+    client_msg_id: str
+    kind: Literal["message", "receipt", "typing"]
+    sender: str
+    recipient: str
+    sent_at: int
+    accepted_at: int
+    payload: str | None
+
+
+def _claimed(rows: list[Row]) -> list[Claimed]:
+    fields = Claimed.__struct_fields__
+    return [Claimed(**{f: row[f] for f in fields}) for row in rows]
+
+
 async def enqueue(tx: Tx, message_id: str, conversation: str, service: str, at: int) -> None:
     """Queue `message_id` for delivery, due at once, behind its conversation's earlier items."""
     await tx.execute(
@@ -90,7 +117,7 @@ async def claim(
     *,
     per_conversation: int = 1,
     after: str = "",
-) -> list[Row]:
+) -> list[Claimed]:
     """Lease up to `limit` due rows to `replica`; return them with their messages.
 
     At most `per_conversation` rows of one conversation, an unbroken run from its head, in
@@ -100,7 +127,7 @@ async def claim(
     if per_conversation == 1:
         rows = await tx.fetch(CLAIM_SQL[tx.dialect], now, limit)
         await _lease(tx, rows, now + lease_ms, replica)
-        return rows
+        return _claimed(rows)
     rows = _runs(await tx.fetch(runs_sql, now, limit, per_conversation, after))
     await _lease(tx, rows, now + lease_ms, replica)
     if after and len(rows) < limit:  # round the corner: leased rows are not claimed twice
@@ -108,7 +135,7 @@ async def claim(
         wrapped = _runs(await tx.fetch(runs_sql, now, left, per_conversation, ""))
         await _lease(tx, wrapped, now + lease_ms, replica)
         rows += wrapped
-    return rows
+    return _claimed(rows)
 
 
 async def _lease(tx: Tx, rows: list[Row], until: int, replica: str) -> None:

@@ -136,7 +136,7 @@ async def test_a_conversation_waits_for_its_leased_head_until_the_lease_expires(
         async def claim(replica: str, at: int, lease_ms: int = 1000) -> list[str]:
             async def unit(tx: Tx) -> list[str]:
                 rows = await outbox.claim(tx, at, lease_ms, 10, replica)
-                return [row["message_id"] for row in rows]
+                return [row.message_id for row in rows]
 
             store = a if replica == "a" else b
             return await store.write("claim", unit)
@@ -175,7 +175,7 @@ async def test_no_unit_waits_for_a_row_another_replica_has_locked(postgres_url: 
 
         async def claim(tx: Tx) -> list[str]:
             rows = await outbox.claim(tx, now, 1000, 10, "mine")
-            return [row["message_id"] for row in rows]
+            return [row.message_id for row in rows]
 
         async def finish_locked(tx: Tx) -> None:
             await outbox.finish(tx, 1, "gw_0_0", "delivered", now)

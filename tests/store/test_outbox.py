@@ -39,7 +39,7 @@ async def accept(store: Store, message_id: str, recipient: str, at: int = NOW) -
 async def claim(store: Store, now: int = NOW, replica: str = "r", **kw: int | str) -> list[str]:
     async def unit(tx: Tx) -> list[str]:
         rows = await outbox.claim(tx, now, 1000, 10, replica, **kw)  # type: ignore[arg-type]
-        return [row["message_id"] for row in rows]
+        return [row.message_id for row in rows]
 
     return await store.write("claim", unit)
 
