@@ -76,6 +76,7 @@ from gateway.service.interop_requests import InteropRequests
 from gateway.service.keys import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
+from gateway.service.payload_seal import PayloadSealer
 from gateway.service.periodic import Periodic
 from gateway.service.providers import TOPIC as providers_topic
 from gateway.service.providers import ProviderRegistry
@@ -255,13 +256,16 @@ def relay_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         config, store, platform = app[CONFIG], app[STORE], app[PLATFORM]
         consent, queue, audit_log = app[CONSENT], app[EVENTS], app[AUDIT_LOG]
+        # Payloads at rest are sealed under epoch keys, destroyed once all their messages left.
+        sealer = PayloadSealer(config.data_path / "payload-keys")
         app[DELIVERY] = worker = DeliveryWorker(
             store, platform, consent, queue, config.relay, audit_events=audit_log,
-            replica_id=config.replica_id,
+            replica_id=config.replica_id, sealer=sealer,
         )  # fmt: skip
         app[RELAY] = relay = Relay(
             store, config, platform, consent, queue,
             outbox_depth=lambda: worker.depth, on_outbox=worker.wake, audit_events=audit_log,
+            sealer=sealer,
         )  # fmt: skip
         if isinstance(platform, HttpPlatform):
             app[INGRESS] = Ingress(config, platform, relay)

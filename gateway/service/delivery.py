@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from gateway import metrics
+from gateway.clock import now_ms
 from gateway.config import RelayConfig
 from gateway.platforms.base import (
     DeliveryError,
@@ -28,13 +29,14 @@ from gateway.platforms.base import (
     Platform,
     RetryableDelivery,
 )
-from gateway.service import outbox
 from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import DeliveryFailedEvent
 from gateway.service.events import EventQueue
+from gateway.service.payload_seal import PayloadSealer, PayloadUnreadable
 from gateway.service.periodic import wait_event
-from gateway.store import Row, Store, Tx, is_lock_not_available
+from gateway.store import Store, Tx, is_lock_not_available, outbox
+from gateway.store.outbox import Claimed
 
 log = structlog.get_logger(__name__)
 # How often the outbox is counted (other replicas' work); in between, counted in memory.
@@ -44,24 +46,17 @@ STATS_EVERY_S = 1.0
 LOCKED_ATTEMPTS = 50
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def message_type(row: Row) -> str:
-    """`encrypted` or `plaintext` (the metrics label), from the stored payload's one key."""
-    return "encrypted" if (row["payload"] or "").startswith('{"encrypted"') else "plaintext"
-
-
 @dataclass(frozen=True, slots=True)
 class Outcome:
     """What became of one claimed row in a round: delivered, failed, retry or release."""
 
-    row: Row
+    row: Claimed
     status: str
     reason: str = ""
     attempts: int = 0
     at: int = 0
+    # The metrics label: `encrypted` or `plaintext`, known once the payload is opened.
+    type_: str = "plaintext"
 
     @property
     def finished(self) -> bool:
@@ -82,8 +77,10 @@ class DeliveryWorker:
         *,
         audit_events: AuditLog,
         replica_id: str = "",
+        sealer: PayloadSealer,
     ) -> None:
         self.store = store
+        self.sealer = sealer
         self.replica_id = replica_id
         self.platform = platform
         self.consent = consent
@@ -108,15 +105,11 @@ class DeliveryWorker:
         return self._task is not None and not self._task.done()
 
     async def _release_leases(self) -> int:
-        """Hand this process's claims back to the outbox: every lease on SQLite (one process),
-        on PostgreSQL those of this replica id, which no other live process holds
-        (Store.hold_exclusive)."""
-        if self.store.dialect == "sqlite":
-            return await self.store.write("outbox_release_leases", outbox.release_all)
+        """Hand this process's claims back to the outbox (see outbox.release_own)."""
         replica = self.replica_id
 
         async def release(tx: Tx) -> int:
-            return await outbox.release_replica(tx, replica)
+            return await outbox.release_own(tx, replica)
 
         return await self.store.write("outbox_release_leases", release)
 
@@ -167,14 +160,14 @@ class DeliveryWorker:
         """Claim runs of conversations, deliver them, record every outcome in one unit."""
         self._wakeup.clear()
         lease_ms = int(self.config.lease_s * 1000)
-        dialect, limit, replica = self.store.dialect, self.config.claim_batch, self.replica_id
+        limit, replica = self.config.claim_batch, self.replica_id
         per_conversation = self.config.claim_per_conversation
 
         after = self._after
 
-        async def claim(tx: Tx) -> list[Row]:
+        async def claim(tx: Tx) -> list[Claimed]:
             return await outbox.claim(
-                tx, dialect, now_ms(), lease_ms, limit, replica,
+                tx, now_ms(), lease_ms, limit, replica,
                 per_conversation=per_conversation, after=after,
             )  # fmt: skip
 
@@ -182,10 +175,10 @@ class DeliveryWorker:
             return False
         rows = await self.store.write("outbox_claim", claim)
         # The next round starts after the last conversation this one took: round robin.
-        self._after = rows[-1]["conversation"] if rows else ""
-        runs: dict[str, list[Row]] = {}
+        self._after = rows[-1].conversation if rows else ""
+        runs: dict[str, list[Claimed]] = {}
         for row in rows:
-            runs.setdefault(row["conversation"], []).append(row)
+            runs.setdefault(row.conversation, []).append(row)
         # Conversations go out concurrently; within one, in order, stopping at a retry.
         done = await asyncio.gather(*(self._deliver_run(run) for run in runs.values()))
         outcomes = [outcome for run in done for outcome in run]
@@ -199,10 +192,12 @@ class DeliveryWorker:
         self.depth = max(0, self.depth - finished)
         if time.monotonic() >= self._stats_due:
             self._stats_due = time.monotonic() + STATS_EVERY_S
-            depth, _ = await outbox.stats(self.store)
+            depth, oldest = await outbox.stats(self.store)
             self.depth = depth
+            # Counted after this round's outcomes committed: what is not in the outbox is done.
+            await self.sealer.destroy_delivered(oldest, now_ms())
 
-    async def _deliver_run(self, run: list[Row]) -> list[Outcome]:
+    async def _deliver_run(self, run: list[Claimed]) -> list[Outcome]:
         outcomes = []
         for i, row in enumerate(run):
             outcome = await self._attempt(row)
@@ -213,42 +208,50 @@ class DeliveryWorker:
                 break
         return outcomes
 
-    async def _attempt(self, row: Row) -> Outcome:
-        service = row["service"]
+    async def _attempt(self, row: Claimed) -> Outcome:
+        service = row.service
+        try:
+            payload = msgspec.json.decode(
+                await self.sealer.open(row.message_id, row.payload or "{}")
+            )
+        except PayloadUnreadable as exc:
+            log.error("payload_unreadable", service=service, reason=str(exc))
+            return Outcome(row, "failed", str(exc))
+        type_ = "encrypted" if "encrypted" in payload else "plaintext"
         item = Outgoing(
-            id=row["message_id"],
-            kind=row["kind"],
+            id=row.message_id,
+            kind=row.kind,
             service=service,
-            sender=row["sender"],
-            recipient=row["recipient"],
-            sent_at=row["sent_at"],
-            payload=msgspec.json.decode(row["payload"] or "{}"),
+            sender=row.sender,
+            recipient=row.recipient,
+            sent_at=row.sent_at,
+            payload=payload,
         )
         async with self._slots:
             try:
-                if not await self.consent.allows(row["recipient"], row["client_id"]):
+                if not await self.consent.allows(row.recipient, row.client_id):
                     raise PermanentDelivery("recipient_unavailable")
                 await self.platform.deliver(item)
             except RetryableDelivery as exc:
                 metrics.DELIVERY_ATTEMPTS.labels(service, "retry").inc()
-                return self._retry(row, exc)
+                return self._retry(row, exc, type_)
             except PermanentDelivery as exc:
                 metrics.DELIVERY_ATTEMPTS.labels(service, "permanent").inc()
-                return Outcome(row, "failed", exc.reason)
+                return Outcome(row, "failed", exc.reason, type_=type_)
             except Exception:
                 # A connector bug: logged, retried like an outage rather than lost.
                 log.exception("delivery_crashed", service=service)
                 metrics.DELIVERY_ATTEMPTS.labels(service, "error").inc()
-                return self._retry(row, DeliveryError("connector_error"))
+                return self._retry(row, DeliveryError("connector_error"), type_)
             metrics.DELIVERY_ATTEMPTS.labels(service, "ok").inc()
-            return Outcome(row, "delivered")
+            return Outcome(row, "delivered", type_=type_)
 
-    def _retry(self, row: Row, exc: DeliveryError) -> Outcome:
-        attempts = row["attempts"] + 1
+    def _retry(self, row: Claimed, exc: DeliveryError, type_: str) -> Outcome:
+        attempts = row.attempts + 1
         if attempts >= self.config.max_attempts:
-            return Outcome(row, "failed", f"retries_exhausted:{exc.reason}")
+            return Outcome(row, "failed", f"retries_exhausted:{exc.reason}", type_=type_)
         at = now_ms() + int(self.backoff_s(attempts) * 1000)
-        return Outcome(row, "retry", exc.reason, attempts=attempts, at=at)
+        return Outcome(row, "retry", exc.reason, attempts=attempts, at=at, type_=type_)
 
     async def _write_own(self, name: str, unit: Callable[[Tx], Awaitable[None]]) -> None:
         """Write a unit touching claimed rows; another replica's brief lock on one: again."""
@@ -263,24 +266,20 @@ class DeliveryWorker:
 
     async def _record(self, outcomes: list[Outcome]) -> None:
         """Every outcome of a round in one write unit (one commit, not several per message)."""
-        at, dialect, replica = now_ms(), self.store.dialect, self.replica_id
+        at, replica = now_ms(), self.replica_id
 
         async def unit(tx: Tx) -> None:
             for o in outcomes:
                 row = o.row
                 if o.status == "delivered":
-                    await outbox.finish(
-                        tx, row["seq"], row["message_id"], "delivered", at, dialect=dialect
-                    )
+                    await outbox.finish(tx, row.seq, row.message_id, "delivered", at)
                     await self._audit_in(tx, row, "message.deliver", direction="to_platform")
                 elif o.status == "failed":
                     await self._fail_in(tx, row, o.reason, at)
                 elif o.status == "retry":
-                    await outbox.retry_later(
-                        tx, row["seq"], o.attempts, o.at, dialect=dialect, replica=replica
-                    )
+                    await outbox.retry_later(tx, row.seq, o.attempts, o.at, replica=replica)
                 else:
-                    await outbox.release(tx, row["seq"], dialect=dialect, replica=replica)
+                    await outbox.release(tx, row.seq, replica=replica)
 
         await self._write_own("outbox_outcomes", unit)
         for o in outcomes:
@@ -288,27 +287,21 @@ class DeliveryWorker:
 
     def _report(self, o: Outcome) -> None:
         row = o.row
-        if o.status == "delivered" and row["kind"] == "message":
-            metrics.message_delivered(
-                row["service"], message_type(row), "to_platform", row["accepted_at"]
-            )
+        if o.status == "delivered" and row.kind == "message":
+            metrics.message_delivered(row.service, o.type_, "to_platform", row.accepted_at)
         elif o.status == "failed":
-            if row["kind"] == "message":
-                metrics.MESSAGES_FAILED.labels(
-                    row["service"], message_type(row), "to_platform"
-                ).inc()
-            log.warning("delivery_failed", service=row["service"], reason=o.reason)
+            if row.kind == "message":
+                metrics.MESSAGES_FAILED.labels(row.service, o.type_, "to_platform").inc()
+            log.warning("delivery_failed", service=row.service, reason=o.reason)
         elif o.status == "retry":
-            log.info(
-                "delivery_retry", service=row["service"], attempts=o.attempts, reason=o.reason
-            )
+            log.info("delivery_retry", service=row.service, attempts=o.attempts, reason=o.reason)
 
-    async def _audit_in(self, tx: Tx, row: Row, action: str, **attrs: str) -> None:
+    async def _audit_in(self, tx: Tx, row: Claimed, action: str, **attrs: str) -> None:
         await self.audit_events.event_in(
             tx,
             action=action,
-            subjects=[row["sender"], row["recipient"]],
-            attrs={"service": row["service"], "kind": row["kind"], **attrs},
+            subjects=[row.sender, row.recipient],
+            attrs={"service": row.service, "kind": row.kind, **attrs},
         )
 
     def backoff_s(self, attempts: int) -> float:
@@ -316,20 +309,15 @@ class DeliveryWorker:
         cap = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (attempts - 1))
         return random.uniform(self.config.retry_base_s / 2, max(cap, self.config.retry_base_s))
 
-    async def _fail_in(self, tx: Tx, row: Row, reason: str, at: int) -> None:
+    async def _fail_in(self, tx: Tx, row: Claimed, reason: str, at: int) -> None:
         event = DeliveryFailedEvent(
-            message_id=row["client_msg_id"], gateway_id=row["message_id"], sender=row["sender"],
-            recipient=row["recipient"], reason=reason, at=at,
+            message_id=row.client_msg_id, gateway_id=row.message_id, sender=row.sender,
+            recipient=row.recipient, reason=reason, at=at,
         )  # fmt: skip
-        await outbox.finish(
-            tx, row["seq"], row["message_id"], "failed", at, dialect=self.store.dialect
-        )
-        await tx.execute(
-            "INSERT INTO relay_dead_letters (message_id, service, attempts, reason, "
-            "failed_at) VALUES ($1, $2, $3, $4, $5)",
-            row["message_id"], row["service"], row["attempts"] + 1, reason, at,
-        )  # fmt: skip
+        if not await outbox.finish(tx, row.seq, row.message_id, "failed", at):
+            return  # another replica took it over and finished it
+        await outbox.dead_letter(tx, row.message_id, row.service, row.attempts + 1, reason, at)
         await self._audit_in(tx, row, "message.deliver_failed", reason=reason)
         # Typing signals are ephemeral: nobody needs to hear one was lost.
-        if row["kind"] != "typing":
-            await self.events.append_in(tx, row["client_id"], event)
+        if row.kind != "typing":
+            await self.events.append_in(tx, row.client_id, event)

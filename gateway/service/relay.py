@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from gateway import metrics
+from gateway.clock import now_ms
 from gateway.config import Config
 from gateway.errors import (
     E2EERequired,
@@ -31,11 +32,11 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.platforms.base import Inbound, Platform, provider_of, service_of
-from gateway.service import outbox
 from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
 from gateway.service.event_types import MessageEvent, ReceiptEvent, TypingEvent
 from gateway.service.events import EventQueue
+from gateway.service.payload_seal import PayloadSealer
 from gateway.service.relay_content import native_send_objects
 from gateway.service.relay_types import (
     LookupHit,
@@ -45,16 +46,13 @@ from gateway.service.relay_types import (
     ReceiptIn,
     TypingIn,
 )
-from gateway.store import Store, Tx
+from gateway.store import Store, Tx, messages, outbox
+from gateway.store.messages import Envelope
 
 log = structlog.get_logger(__name__)
 _canonical = msgspec.json.Encoder(order="sorted")
 AuditHook = Callable[[Tx], Awaitable[object]]
 BACKLOG_CACHE_S = 1.0
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def digest_of(obj: Any) -> str:
@@ -76,8 +74,10 @@ class Relay:
         outbox_depth: Callable[[], int],
         on_outbox: Callable[[], None],
         audit_events: AuditLog,
+        sealer: PayloadSealer,
     ) -> None:
         self.store = store
+        self.sealer = sealer
         self.config = config
         self.platform = platform
         self.consent = consent
@@ -207,37 +207,23 @@ class Relay:
         audit: AuditHook | None,
     ) -> str:
         await self.check_capacity(client_id)
-        body = msgspec.json.encode(payload).decode()
+        body = msgspec.json.encode(payload)
         gateway_id = f"gw_{uuid.uuid4().hex}"
+        envelope = Envelope(
+            id=gateway_id, client_id=client_id, client_msg_id=key, digest=digest, kind=kind,
+            service=service, sender=sender, recipient=recipient, sent_at=sent_at, size=len(body),
+        )  # fmt: skip
+        at = now_ms()
+        sealed = await self.sealer.seal(gateway_id, body, at)
 
         async def unit(tx: Tx) -> tuple[str, bool]:
-            known = await tx.fetchrow(
-                "SELECT id, digest FROM relay_messages "
-                "WHERE client_id = $1 AND client_msg_id = $2",
-                client_id,
-                key,
-            )
+            known = await messages.find_by_key(tx, client_id, key)
             if known is not None:
-                if known["digest"] != digest:
+                if known.digest != digest:
                     raise IdempotencyConflict("This id was used with another body.", field="$.id")
-                return str(known["id"]), False
-            at = now_ms()
-            await tx.execute(
-                "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, "
-                "kind, service, sender, recipient, sent_at, accepted_at, size, status, payload) "
-                "VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, $8, $9, $10, $11, "
-                "'accepted', $12)",
-                gateway_id, client_id, key, digest, kind, service, sender, recipient, sent_at,
-                at, len(body), body,
-            )  # fmt: skip
-            await tx.execute(
-                "INSERT INTO relay_outbox (message_id, conversation, service, attempts, "
-                "next_attempt_at, lease_until, created_at) VALUES ($1, $2, $3, 0, $4, 0, $4)",
-                gateway_id,
-                f"{sender}\n{recipient}",
-                service,
-                at,
-            )
+                return known.id, False
+            await messages.add_outbound(tx, envelope, sealed, at)
+            await outbox.enqueue(tx, gateway_id, f"{sender}\n{recipient}", service, at)
             if audit is not None:
                 await audit(tx)
             tx.on_commit(self._on_outbox)
@@ -276,26 +262,20 @@ class Relay:
         digest = digest_of(item)
         gateway_id = f"gw_{uuid.uuid4().hex}"
 
+        envelope = Envelope(
+            id=gateway_id, client_id=client_id, client_msg_id=key, digest=digest,
+            kind=item.kind, service=item.service, sender=item.sender, recipient=item.recipient,
+            sent_at=item.sent_at, size=len(msgspec.json.encode(item.payload)),
+        )  # fmt: skip
+
         async def unit(tx: Tx) -> tuple[str, bool]:
-            known = await tx.fetchval(
-                "SELECT id FROM relay_messages WHERE client_id = $1 AND client_msg_id = $2",
-                client_id,
-                key,
-            )
+            known = await messages.find_by_key(tx, client_id, key)
             if known is not None:
-                return str(known), False
+                return known.id, False
             event = await self._event_for(tx, gateway_id, item)
             if event is None:
                 return gateway_id, False
-            at = now_ms()
-            await tx.execute(
-                "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, "
-                "kind, service, sender, recipient, sent_at, accepted_at, size, status, "
-                "finished_at) VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, $10, "
-                "$11, 'delivered', $10)",
-                gateway_id, client_id, key, digest, item.kind, item.service, item.sender,
-                item.recipient, item.sent_at, at, len(msgspec.json.encode(item.payload)),
-            )  # fmt: skip
+            await messages.add_inbound(tx, envelope, now_ms())
             await self.events.append_in(tx, client_id, event)
             await self.audit_events.event_in(
                 tx,
@@ -331,11 +311,7 @@ class Relay:
         if item.kind == "typing":
             return TypingEvent(state=p["state"], at=item.sent_at, **common)
         # A receipt names our message; the provider knows it by its own id.
-        own = await tx.fetchval(
-            "SELECT client_msg_id FROM relay_messages WHERE id = $1 AND sender = $2",
-            p["message_id"],
-            item.recipient,
-        )
+        own = await messages.client_msg_id_of(tx, p["message_id"], item.recipient)
         if own is None:
             return None
         return ReceiptEvent(message_id=own, status=p["status"], at=item.sent_at, **common)

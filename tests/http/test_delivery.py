@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.app import create_app
+from gateway.config import Config
 from gateway.http.keys import STORE
 from tests.conftest import admin_headers
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, events_of, eventually, inbox, sandbox_user
-from tests.http.test_relay_roundtrip import fast_config
+from tests.http.test_relay_roundtrip import fast
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
-    app = create_app(fast_config(tmp_path / "data", max_attempts=4))
+async def client(aiohttp_client: Any, backend_config: Config) -> Any:
+    app = create_app(fast(backend_config, max_attempts=4))
     return await aiohttp_client(providers.act_as_providers(app))
 
 

@@ -18,7 +18,7 @@ from tests.http.relay_support import (
     inbox,
     sandbox_user,
 )
-from tests.http.test_relay_roundtrip import NATIVE_TEXT, rclient  # noqa: F401 (fixture)
+from tests.http.test_relay_roundtrip import NATIVE_TEXT, brclient  # noqa: F401 (fixture)
 
 TEXT = {
     "nestedPart": {
@@ -37,11 +37,11 @@ async def problem(response: Any, status: int, type_: str, field: str | None = No
 
 
 @pytest.fixture
-async def chat(rclient: Any) -> tuple[Any, ThirdPartyUser, str]:  # noqa: F811
-    peer = await sandbox_user(rclient, "whatsapp", "4915112345678")
-    alice = ThirdPartyUser(rclient, "acme", "alice")
+async def chat(brclient: Any) -> tuple[Any, ThirdPartyUser, str]:  # noqa: F811
+    peer = await sandbox_user(brclient, "whatsapp", "4915112345678")
+    alice = ThirdPartyUser(brclient, "acme", "alice")
     await alice.publish_keys()
-    return rclient, alice, peer
+    return brclient, alice, peer
 
 
 async def test_a_retry_returns_the_same_id_and_delivers_once(chat: Any) -> None:
@@ -106,9 +106,9 @@ async def test_plaintext_to_an_e2ee_required_service_is_refused(chat: Any) -> No
     assert await client.app[STORE].fetchval("SELECT COUNT(*) FROM relay_messages") == 0
 
 
-async def test_plaintext_over_the_instagram_limit_names_the_field(rclient: Any) -> None:  # noqa: F811
-    peer = await sandbox_user(rclient, "instagram", "1784")
-    alice = ThirdPartyUser(rclient, "acme", "alice")
+async def test_plaintext_over_the_instagram_limit_names_the_field(brclient: Any) -> None:  # noqa: F811
+    peer = await sandbox_user(brclient, "instagram", "1784")
+    alice = ThirdPartyUser(brclient, "acme", "alice")
     long = base64.urlsafe_b64encode("é".encode() * 501).rstrip(b"=").decode()  # 1002 bytes
     content = {"nestedPart": TEXT["nestedPart"] | {"content": long}}
     response = await alice.send(alice.message(peer, content=content))

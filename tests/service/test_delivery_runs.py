@@ -11,7 +11,7 @@ from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
 from gateway.store import open_store
 from tests.service.fakes import RecordingAudit
-from tests.service.test_outbox_replicas import RecordingPlatform, enqueue
+from tests.service.test_outbox_replicas import RecordingPlatform, enqueue, unused_sealer
 
 
 class FailsOnce(RecordingPlatform):
@@ -34,7 +34,8 @@ async def test_a_retry_in_the_middle_of_a_run_keeps_the_order(tmp_path: Path) ->
     config = RelayConfig(retry_base_s=0.01, retry_max_s=0.02, claim_per_conversation=10)
     queue = EventQueue(store)
     worker = DeliveryWorker(store, FailsOnce("gw_0_2", log), ConsentRegistry(store, queue),
-                            queue, config, audit_events=RecordingAudit())  # fmt: skip
+                            queue, config, audit_events=RecordingAudit(),
+                            sealer=unused_sealer())  # fmt: skip
     try:
         order = await enqueue(store, conversations=1, per_conversation=5)
         assert await worker.run_once()  # one run: 0, 1 delivered; 2 refused; 3, 4 released

@@ -15,6 +15,7 @@ from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
 from gateway.store import Store, Tx, open_store
 from tests.service.fakes import RecordingAudit
+from tests.service.test_outbox_replicas import unused_sealer
 
 
 class SlowPlatform:
@@ -72,7 +73,7 @@ def worker(store: Store, platform: Any) -> DeliveryWorker:
     consent: Any = Consenting()
     return DeliveryWorker(
         store, platform, consent, EventQueue(store), config, audit_events=RecordingAudit(),
-        replica_id="this-replica",
+        replica_id="this-replica", sealer=unused_sealer(),
     )  # fmt: skip
 
 

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import tempfile
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from gateway.config import RelayConfig
 from gateway.platforms.base import Outgoing
-from gateway.service import outbox
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.events import EventQueue
-from gateway.store import Store, Tx, is_lock_not_available, open_store
+from gateway.service.payload_seal import PayloadSealer
+from gateway.store import Store, Tx, is_lock_not_available, open_store, outbox
 from tests.service.fakes import RecordingAudit
 
 CONFIG = RelayConfig(poll_interval_s=0.05, claim_batch=8, concurrency=8, lease_s=30.0)
@@ -87,8 +89,13 @@ def worker(store: Store, replica: str, log: list[tuple[str, str, str]]) -> Deliv
     platform = RecordingPlatform(replica, log)
     return DeliveryWorker(
         store, platform, ConsentRegistry(store, queue), queue, CONFIG,
-        audit_events=RecordingAudit(), replica_id=replica,
+        audit_events=RecordingAudit(), replica_id=replica, sealer=unused_sealer(),
     )  # fmt: skip
+
+
+def unused_sealer() -> PayloadSealer:
+    """A sealer for workers of the plain payloads `enqueue` writes (no key is ever needed)."""
+    return PayloadSealer(Path(tempfile.mkdtemp(prefix="payload-keys-")))
 
 
 async def test_two_replicas_deliver_each_message_once_in_order(postgres_url: str) -> None:
@@ -129,8 +136,8 @@ async def test_a_conversation_waits_for_its_leased_head_until_the_lease_expires(
 
         async def claim(replica: str, at: int, lease_ms: int = 1000) -> list[str]:
             async def unit(tx: Tx) -> list[str]:
-                rows = await outbox.claim(tx, "postgres", at, lease_ms, 10, replica)
-                return [row["message_id"] for row in rows]
+                rows = await outbox.claim(tx, at, lease_ms, 10, replica)
+                return [row.message_id for row in rows]
 
             store = a if replica == "a" else b
             return await store.write("claim", unit)
@@ -140,7 +147,7 @@ async def test_a_conversation_waits_for_its_leased_head_until_the_lease_expires(
         assert await claim("b", now + 1001) == ["gw_0_0"]  # a's lease expired: taken over
 
         async def a_gives_up(tx: Tx) -> None:  # a, late, may not reset b's lease
-            await outbox.retry_later(tx, 1, 1, now, dialect="postgres", replica="a")
+            await outbox.retry_later(tx, 1, 1, now, replica="a")
 
         await a.write("retry", a_gives_up)
         assert await claim("a", now + 1002) == []
@@ -168,11 +175,11 @@ async def test_no_unit_waits_for_a_row_another_replica_has_locked(postgres_url: 
         assert [row["message_id"] for row in locked] == ["gw_0_0"]
 
         async def claim(tx: Tx) -> list[str]:
-            rows = await outbox.claim(tx, "postgres", now, 1000, 10, "mine")
-            return [row["message_id"] for row in rows]
+            rows = await outbox.claim(tx, now, 1000, 10, "mine")
+            return [row.message_id for row in rows]
 
         async def finish_locked(tx: Tx) -> None:
-            await outbox.finish(tx, 1, "gw_0_0", "delivered", now, dialect="postgres")
+            await outbox.finish(tx, 1, "gw_0_0", "delivered", now)
 
         async with asyncio.timeout(3):  # a blocked unit would wait for `other` forever
             assert await store.write("claim", claim) == ["gw_1_0"]

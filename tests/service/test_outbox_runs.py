@@ -10,9 +10,8 @@ import msgspec
 import pytest
 
 from gateway.platforms.base import Outgoing, RetryableDelivery
-from gateway.service import outbox
 from gateway.service.delivery import DeliveryWorker
-from gateway.store import Store, Tx, open_store
+from gateway.store import Store, Tx, open_store, outbox
 from tests.service.test_outbox_replicas import CONFIG, enqueue, worker
 
 RUNS = msgspec.structs.replace(CONFIG, claim_batch=64, claim_per_conversation=4)
@@ -93,10 +92,8 @@ async def test_no_row_is_claimed_past_a_leased_head(store: Store) -> None:
 
     async def claim(per_conversation: int) -> list[str]:
         async def unit(tx: Tx) -> list[str]:
-            rows = await outbox.claim(
-                tx, store.dialect, now, 1000, 10, "r", per_conversation=per_conversation
-            )
-            return [row["message_id"] for row in rows]
+            rows = await outbox.claim(tx, now, 1000, 10, "r", per_conversation=per_conversation)
+            return [row.message_id for row in rows]
 
         return await store.write("claim", unit)
 
@@ -111,10 +108,8 @@ async def test_rounds_go_round_the_conversations(store: Store) -> None:
 
     async def claim(after: str) -> list[str]:
         async def unit(tx: Tx) -> list[str]:
-            rows = await outbox.claim(
-                tx, store.dialect, now, 1000, 2, "r", per_conversation=2, after=after
-            )
-            return [row["message_id"] for row in rows]
+            rows = await outbox.claim(tx, now, 1000, 2, "r", per_conversation=2, after=after)
+            return [row.message_id for row in rows]
 
         return await store.write("claim", unit)
 
@@ -122,3 +117,14 @@ async def test_rounds_go_round_the_conversations(store: Store) -> None:
     assert await claim(conversation(2)) == ["gw_0_0", "gw_0_1"]  # then round the corner
     assert await claim(conversation(0)) == ["gw_1_0", "gw_1_1"]
     assert await claim(conversation(1)) == []  # all leased
+
+
+async def test_one_row_per_conversation_per_round_is_delivered_in_order(store: Store) -> None:
+    order = await enqueue(store, conversations=2, per_conversation=3)
+    log: list[tuple[str, str, str]] = []
+    w = worker(store, "r", log)
+    w.config = msgspec.structs.replace(CONFIG, claim_per_conversation=1)
+    while await w.run_once():
+        pass
+    for recipient, mids in order.items():
+        assert [mid for _, r, mid in log if r == recipient] == mids

@@ -34,14 +34,14 @@ DATA_REGISTER: tuple[RegisterEntry, ...] = (
         "source": "senders",
         "purpose": "relay end-to-end encrypted messages it cannot read (Art. 7(3))",
         "retention": "until delivered and acknowledged, at most 30 days",
-        "kept_as": "opaque bytes, overwritten on delete (secure_delete)",
+        "kept_as": "opaque bytes, AES-GCM under a per-minute key destroyed once delivered",
     },
     {
         "datum": "plaintext content (optional-E2EE services only)",
         "source": "senders",
         "purpose": "translate content where the service allows plaintext",
         "retention": "until delivered and acknowledged, at most 30 days",
-        "kept_as": "MIMI content, overwritten on delete",
+        "kept_as": "native objects, AES-GCM under a per-minute key destroyed once delivered",
     },
     {
         "datum": "message envelope (sender, recipient, time, size, type)",

@@ -1,4 +1,7 @@
-"""The delivery outbox's SQL in one place, with the few spellings that differ per dialect.
+"""The delivery outbox: work items, their claims and leases, outcomes and dead letters.
+
+Owns the tables `relay_outbox` and `relay_dead_letters` (the only module writing them); a
+finished item's message is finished through gateway/store/messages.py, which owns its row.
 
 A claim takes an unbroken run of due, unleased rows from the head of each conversation (one
 row, or up to `per_conversation`) and leases them to this replica (`claimed_by`,
@@ -19,13 +22,16 @@ serial and the plain spellings do.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
-from gateway.store import Row, Tx
+import msgspec
+
+from gateway.store import messages
+from gateway.store.base import Reader, Row, Tx
 
 _CLAIM = (
-    "SELECT o.seq, o.message_id, o.service, o.attempts, m.client_id, m.client_msg_id, m.kind, "
-    "m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload "
+    "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, m.client_id, "
+    "m.client_msg_id, m.kind, m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload "
     "FROM relay_outbox o JOIN relay_messages m ON m.id = o.message_id "
     "WHERE o.next_attempt_at <= $1 AND o.lease_until <= $1 "
     "AND o.seq = (SELECT MIN(h.seq) FROM relay_outbox h WHERE h.conversation = o.conversation) "
@@ -67,9 +73,43 @@ _OWN_ROW = {
 TOPIC = "outbox"
 
 
+class Claimed(msgspec.Struct, frozen=True, kw_only=True):
+    """An outbox item leased to this replica, with what delivering it needs."""
+
+    seq: int
+    message_id: str
+    conversation: str
+    service: str
+    attempts: int
+    client_id: str
+    client_msg_id: str
+    kind: Literal["message", "receipt", "typing"]
+    sender: str
+    recipient: str
+    sent_at: int
+    accepted_at: int
+    payload: str | None
+
+
+def _claimed(rows: list[Row]) -> list[Claimed]:
+    fields = Claimed.__struct_fields__
+    return [Claimed(**{f: row[f] for f in fields}) for row in rows]
+
+
+async def enqueue(tx: Tx, message_id: str, conversation: str, service: str, at: int) -> None:
+    """Queue `message_id` for delivery, due at once, behind its conversation's earlier items."""
+    await tx.execute(
+        "INSERT INTO relay_outbox (message_id, conversation, service, attempts, "
+        "next_attempt_at, lease_until, created_at) VALUES ($1, $2, $3, 0, $4, 0, $4)",
+        message_id,
+        conversation,
+        service,
+        at,
+    )
+
+
 async def claim(
     tx: Tx,
-    dialect: str,
     now: int,
     lease_ms: int,
     limit: int,
@@ -77,24 +117,25 @@ async def claim(
     *,
     per_conversation: int = 1,
     after: str = "",
-) -> list[Row]:
+) -> list[Claimed]:
     """Lease up to `limit` due rows to `replica`; return them with their messages.
 
     At most `per_conversation` rows of one conversation, an unbroken run from its head, in
     order; with runs, conversations after `after` first, then from the start.
     """
+    runs_sql = CLAIM_RUNS_SQL[tx.dialect]
     if per_conversation == 1:
-        rows = await tx.fetch(CLAIM_SQL[dialect], now, limit)
+        rows = await tx.fetch(CLAIM_SQL[tx.dialect], now, limit)
         await _lease(tx, rows, now + lease_ms, replica)
-        return rows
-    rows = _runs(await tx.fetch(CLAIM_RUNS_SQL[dialect], now, limit, per_conversation, after))
+        return _claimed(rows)
+    rows = _runs(await tx.fetch(runs_sql, now, limit, per_conversation, after))
     await _lease(tx, rows, now + lease_ms, replica)
     if after and len(rows) < limit:  # round the corner: leased rows are not claimed twice
         left = limit - len(rows)
-        wrapped = _runs(await tx.fetch(CLAIM_RUNS_SQL[dialect], now, left, per_conversation, ""))
+        wrapped = _runs(await tx.fetch(runs_sql, now, left, per_conversation, ""))
         await _lease(tx, wrapped, now + lease_ms, replica)
         rows += wrapped
-    return rows
+    return _claimed(rows)
 
 
 async def _lease(tx: Tx, rows: list[Row], until: int, replica: str) -> None:
@@ -119,14 +160,22 @@ def _runs(rows: list[Row]) -> list[Row]:
     return kept
 
 
-async def release(tx: Tx, seq: int, *, dialect: str = "sqlite", replica: str = "") -> None:
+async def release(tx: Tx, seq: int, *, replica: str = "") -> None:
     """Give a claimed row back untried (the one before it is to be retried first)."""
     await tx.execute(
         "UPDATE relay_outbox SET lease_until = 0, claimed_by = NULL "
-        f"WHERE {_OWN_ROW[dialect]} AND claimed_by = $2",
+        f"WHERE {_OWN_ROW[tx.dialect]} AND claimed_by = $2",
         seq,
         replica,
     )
+
+
+async def release_own(tx: Tx, replica: str) -> int:
+    """Drop the leases this process holds: every lease on SQLite (one process), on PostgreSQL
+    those of `replica`, an id no other live process holds (Store.hold_exclusive)."""
+    if tx.dialect == "sqlite":
+        return await release_all(tx)
+    return await release_replica(tx, replica)
 
 
 async def release_all(tx: Tx) -> int:
@@ -146,13 +195,11 @@ async def release_replica(tx: Tx, replica: str) -> int:
     )
 
 
-async def retry_later(
-    tx: Tx, seq: int, attempts: int, at: int, *, dialect: str = "sqlite", replica: str = ""
-) -> None:
+async def retry_later(tx: Tx, seq: int, attempts: int, at: int, *, replica: str = "") -> None:
     """Give the row back to be retried at `at`, unless another replica has taken it over."""
     await tx.execute(
         "UPDATE relay_outbox SET attempts = $2, next_attempt_at = $3, lease_until = 0, "
-        f"claimed_by = NULL WHERE {_OWN_ROW[dialect]} AND claimed_by = $4",
+        f"claimed_by = NULL WHERE {_OWN_ROW[tx.dialect]} AND claimed_by = $4",
         seq,
         attempts,
         at,
@@ -160,27 +207,39 @@ async def retry_later(
     )
 
 
-async def finish(
-    tx: Tx, seq: int, message_id: str, status: str, at: int, *, dialect: str = "sqlite"
-) -> None:
+async def finish(tx: Tx, seq: int, message_id: str, status: str, at: int) -> bool:
     """Remove the work item and drop the payload: only the envelope stays (Art. 7(8)).
 
     A row already gone was finished by a replica that took it over after our lease expired
-    (the platform dropped the duplicate id): its message is left as that replica set it.
+    (the platform dropped the duplicate id): its message is left as that replica set it, and
+    False is returned.
     """
-    if not await tx.execute(f"DELETE FROM relay_outbox WHERE {_OWN_ROW[dialect]}", seq):
-        return
+    if not await tx.execute(f"DELETE FROM relay_outbox WHERE {_OWN_ROW[tx.dialect]}", seq):
+        return False
+    await messages.finish(tx, message_id, status, at)
+    return True
+
+
+async def dead_letter(
+    tx: Tx, message_id: str, service: str, attempts: int, reason: str, at: int
+) -> None:
+    """Keep a given-up message's reason for operators."""
     await tx.execute(
-        "UPDATE relay_messages SET status = $1, finished_at = $2, payload = NULL WHERE id = $3",
-        status,
-        at,
-        message_id,
+        "INSERT INTO relay_dead_letters (message_id, service, attempts, reason, failed_at) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        message_id, service, attempts, reason, at,
+    )  # fmt: skip
+
+
+async def dead_letter_reason(db: Reader, message_id: str) -> str | None:
+    """Why `message_id` was given up on, if it was."""
+    value = await db.fetchval(
+        "SELECT reason FROM relay_dead_letters WHERE message_id = $1", message_id
     )
+    return None if value is None else str(value)
 
 
-async def stats(tx_or_store: Any) -> tuple[int, int | None]:
+async def stats(db: Reader) -> tuple[int, int | None]:
     """(depth, created_at of the oldest row) of the outbox."""
-    row = await tx_or_store.fetchrow(
-        "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM relay_outbox"
-    )
+    row = await db.fetchrow("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM relay_outbox")
     return (int(row["n"]), row["oldest"]) if row else (0, None)

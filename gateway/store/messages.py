@@ -1,0 +1,90 @@
+"""Relayed messages: envelopes, their idempotency keys and their payloads until delivered.
+
+Owns the table `relay_messages` (the only module writing it). One row per accepted message,
+receipt or typing signal, in either direction; (client_id, client_msg_id) is the idempotency key
+of a provider's submission and `digest` the SHA-256 of its canonical body. The payload is sealed
+by the service (gateway/service/payload_seal.py) and set to NULL once the message is finished:
+only the envelope stays (Art. 7(8)).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from gateway.store.base import Reader, Tx
+
+
+class KnownMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """An idempotency key already used: the gateway id it got and the body digest."""
+
+    id: str
+    digest: str
+
+
+class Envelope(msgspec.Struct, frozen=True, kw_only=True):
+    """What is recorded of a message whichever way it goes."""
+
+    id: str
+    client_id: str
+    client_msg_id: str
+    digest: str
+    kind: str
+    service: str
+    sender: str
+    recipient: str
+    sent_at: int
+    size: int
+
+
+async def find_by_key(db: Reader, client_id: str, client_msg_id: str) -> KnownMessage | None:
+    """The message a provider submitted under `client_msg_id`, if any."""
+    row = await db.fetchrow(
+        "SELECT id, digest FROM relay_messages WHERE client_id = $1 AND client_msg_id = $2",
+        client_id,
+        client_msg_id,
+    )
+    return None if row is None else KnownMessage(id=str(row["id"]), digest=str(row["digest"]))
+
+
+async def add_outbound(tx: Tx, envelope: Envelope, payload: str, at: int) -> None:
+    """Record a provider's message to a platform user, `accepted` with its sealed payload."""
+    e = envelope
+    await tx.execute(
+        "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, kind, "
+        "service, sender, recipient, sent_at, accepted_at, size, status, payload) "
+        "VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, $8, $9, $10, $11, 'accepted', $12)",
+        e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
+        e.sent_at, at, e.size, payload,
+    )  # fmt: skip
+
+
+async def add_inbound(tx: Tx, envelope: Envelope, at: int) -> None:
+    """Record a platform user's message to a provider: delivered once it is an event."""
+    e = envelope
+    await tx.execute(
+        "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, kind, "
+        "service, sender, recipient, sent_at, accepted_at, size, status, finished_at) "
+        "VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, $10, $11, 'delivered', $10)",
+        e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
+        e.sent_at, at, e.size,
+    )  # fmt: skip
+
+
+async def client_msg_id_of(db: Reader, gateway_id: str, sender: str) -> str | None:
+    """The provider's own id of the message `gateway_id` that `sender` sent, if any."""
+    value = await db.fetchval(
+        "SELECT client_msg_id FROM relay_messages WHERE id = $1 AND sender = $2",
+        gateway_id,
+        sender,
+    )
+    return None if value is None else str(value)
+
+
+async def finish(tx: Tx, message_id: str, status: str, at: int) -> None:
+    """Set the final status and drop the payload: only the envelope stays."""
+    await tx.execute(
+        "UPDATE relay_messages SET status = $1, finished_at = $2, payload = NULL WHERE id = $3",
+        status,
+        at,
+        message_id,
+    )

@@ -1,0 +1,122 @@
+"""store/outbox.py on every backend: enqueue, claim in order, lease, outcomes, dead letters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from gateway.store import Store, Tx, messages, open_store, outbox
+from gateway.store.messages import Envelope
+
+NOW = 1_000_000
+BASE = Envelope(
+    id="", client_id="acme", client_msg_id="", digest="d", kind="message", service="whatsapp",
+    sender="mimi://acme/u/alice", recipient="", sent_at=1, size=2,
+)  # fmt: skip
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url, pool_size=2)
+    yield opened
+    await opened.close()
+
+
+async def accept(store: Store, message_id: str, recipient: str, at: int = NOW) -> None:
+    envelope = msgspec.structs.replace(
+        BASE, id=message_id, client_msg_id=message_id, recipient=recipient
+    )
+
+    async def unit(tx: Tx) -> None:
+        await messages.add_outbound(tx, envelope, "payload", at)
+        await outbox.enqueue(tx, message_id, f"{BASE.sender}\n{recipient}", "whatsapp", at)
+
+    await store.write("accept", unit)
+
+
+async def claim(store: Store, now: int = NOW, replica: str = "r", **kw: int | str) -> list[str]:
+    async def unit(tx: Tx) -> list[str]:
+        rows = await outbox.claim(tx, now, 1000, 10, replica, **kw)  # type: ignore[arg-type]
+        return [row.message_id for row in rows]
+
+    return await store.write("claim", unit)
+
+
+async def test_only_the_head_of_each_conversation_is_claimed_and_leased(store: Store) -> None:
+    for mid, to in (("a1", "u/a"), ("b1", "u/b"), ("a2", "u/a")):
+        await accept(store, mid, to)
+    assert await claim(store) == ["a1", "b1"]
+    assert await claim(store) == []  # leased
+    assert await claim(store, now=NOW + 1000) == ["a1", "b1"]  # the leases expired
+    assert await outbox.stats(store) == (3, NOW)
+
+
+async def test_runs_take_a_conversation_in_order(store: Store) -> None:
+    for mid, to in (("a1", "u/a"), ("b1", "u/b"), ("a2", "u/a"), ("a3", "u/a")):
+        await accept(store, mid, to)
+    assert await claim(store, per_conversation=2) == ["a1", "a2", "b1"]
+
+
+async def test_a_retry_waits_and_is_claimable_again_when_due(store: Store) -> None:
+    await accept(store, "a1", "u/a")
+    await accept(store, "a2", "u/a")
+    assert await claim(store) == ["a1"]
+    await store.write("retry", lambda tx: outbox.retry_later(tx, 1, 1, NOW + 500, replica="r"))
+    assert await claim(store) == []  # not due; nothing behind it either
+    assert await claim(store, now=NOW + 500) == ["a1"]
+    row = await store.fetchrow("SELECT attempts FROM relay_outbox WHERE message_id = 'a1'")
+    assert row is not None and row["attempts"] == 1
+
+
+async def test_only_the_holder_gives_a_row_back(store: Store) -> None:
+    await accept(store, "a1", "u/a")
+    assert await claim(store, replica="r") == ["a1"]
+    await store.write("release", lambda tx: outbox.release(tx, 1, replica="other"))
+    assert await claim(store, replica="r") == []
+    await store.write("release", lambda tx: outbox.release(tx, 1, replica="r"))
+    assert await claim(store, replica="r") == ["a1"]
+
+
+async def test_release_own_frees_this_process_leases(store: Store) -> None:
+    await accept(store, "a1", "u/a")
+    await accept(store, "b1", "u/b")
+    assert await claim(store, replica="r") == ["a1", "b1"]
+    freed = await store.write("release", lambda tx: outbox.release_own(tx, "someone-else"))
+    # SQLite has one process: every lease is its own; PostgreSQL frees the replica's only.
+    assert freed == (2 if store.dialect == "sqlite" else 0)
+    assert await store.write("release", lambda tx: outbox.release_own(tx, "r")) == (
+        0 if store.dialect == "sqlite" else 2
+    )
+    assert await claim(store, replica="r") == ["a1", "b1"]
+
+
+async def test_finish_removes_the_item_and_the_payload_once(store: Store) -> None:
+    await accept(store, "a1", "u/a")
+    await accept(store, "a2", "u/a")
+    await claim(store)
+    finish = outbox.finish
+    assert await store.write("finish", lambda tx: finish(tx, 1, "a1", "delivered", NOW + 5))
+    assert not await store.write("finish", lambda tx: finish(tx, 1, "a1", "failed", NOW + 6))
+    row = await store.fetchrow("SELECT status, payload, finished_at FROM relay_messages "
+                               "WHERE id = 'a1'")  # fmt: skip
+    assert row is not None and dict(row) == {
+        "status": "delivered", "payload": None, "finished_at": NOW + 5
+    }  # fmt: skip
+    assert await claim(store, now=NOW + 10) == ["a2"]  # the next of the conversation
+    assert await outbox.stats(store) == (1, NOW)
+
+
+async def test_a_dead_letter_keeps_the_reason(store: Store) -> None:
+    await accept(store, "a1", "u/a")
+    await store.write(
+        "dead", lambda tx: outbox.dead_letter(tx, "a1", "whatsapp", 3, "retries_exhausted", NOW)
+    )
+    assert await outbox.dead_letter_reason(store, "a1") == "retries_exhausted"
+    assert await outbox.dead_letter_reason(store, "a2") is None
+    assert await outbox.stats(store) == (1, NOW)
+
+
+async def test_an_empty_outbox_has_no_oldest(store: Store) -> None:
+    assert await outbox.stats(store) == (0, None)
