@@ -17,6 +17,7 @@ from gateway.clock import now_ms
 from gateway.crypto import KeyBundle, verify_key_signature
 from gateway.errors import UnknownRecipient, ValidationFailed
 from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
+from gateway.service.event_types import Event, IdentityChangedEvent, KeysLowEvent
 from gateway.service.uris import parse_user_uri, user_uri
 from gateway.store import Reader, Store, Tx
 from gateway.store import keys as key_store
@@ -44,7 +45,7 @@ class PublishResult(msgspec.Struct, frozen=True, kw_only=True):
 class EventSink(Protocol):
     """The relay's per-provider event queue, as the key directory uses it."""
 
-    async def append_in(self, tx: Tx, client_id: str, event: dict[str, Any]) -> None: ...
+    async def append_in(self, tx: Tx, client_id: str, event: Event) -> None: ...
 
 
 class KeyAudit(Protocol):
@@ -214,18 +215,15 @@ class KeyDirectory:
         self, tx: Tx, uri: str, bundle: KeyBundle, *, owner: str | None
     ) -> None:
         contacts = await key_store.contacts(tx, uri)
-        event = {
-            "type": "identity_changed",
-            "user": uri,
-            "identity_key": bundle.identity_key,
-            "signing_key": bundle.signing_key,
-        }
+        event = IdentityChangedEvent(
+            user=uri, identity_key=bundle.identity_key, signing_key=bundle.signing_key
+        )
         for client_id in contacts:
             # Only providers that may still reach the user hear of it (contacts recorded
             # before the reach policy, or whose reach has ended, learn nothing).
             if client_id == owner or not await self._may_reach(uri, client_id):
                 continue
-            await self.events.append_in(tx, client_id, dict(event))
+            await self.events.append_in(tx, client_id, event)
 
     async def _may_reach(self, uri: str, client_id: str) -> bool:
         return await self.consent(uri, client_id)
@@ -285,8 +283,8 @@ class KeyDirectory:
             # Tell the owner once when the stock falls below the threshold, and when it is out.
             low = left in (self.low_threshold - 1, 0)
             if one_time is not None and low:
-                event = {"type": "keys_low", "user": uri, "one_time_key_count": left}
-                await self.events.append_in(tx, ident.client_id, event)
+                low_event = KeysLowEvent(user=uri, one_time_key_count=left)
+                await self.events.append_in(tx, ident.client_id, low_event)
             if client_id is not None:
                 await self.record_contact_in(tx, uri, client_id)
             else:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import msgspec
+
 from gateway.platforms.base import ClaimedBundle
+from gateway.service.event_types import Event
 from gateway.service.keys import KeyDirectory
 from gateway.store import Store, Tx
 
@@ -16,9 +19,9 @@ class RecordingQueue:
     def __init__(self) -> None:
         self.events: list[tuple[str, dict[str, Any]]] = []
 
-    async def append_in(self, tx: Tx, client_id: str, event: dict[str, Any]) -> None:
+    async def append_in(self, tx: Tx, client_id: str, event: Event) -> None:
         await tx.fetchval("SELECT 1")  # inside the unit, like the real queue
-        self.events.append((client_id, event))
+        self.events.append((client_id, msgspec.to_builtins(event)))  # as the queue stores it
 
 
 class RecordingAudit:
