@@ -159,15 +159,17 @@ class RateLimited(GatewayError):
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))}, **kw)
 
 
-class Overloaded(GatewayError):
-    status, type, title = 503, "/problems/overloaded", "Service overloaded"
+class Unavailable(GatewayError):
+    status, type, title = 503, "/problems/unavailable", "Service unavailable"
+
+
+class Overloaded(Unavailable):
+    """Unavailable for now because of load; try again after Retry-After."""
+
+    type, title = "/problems/overloaded", "Service overloaded"
 
     def __init__(self, detail: str = "", *, retry_after: int = 1, **kw: Any) -> None:
         super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))}, **kw)
-
-
-class Unavailable(GatewayError):
-    status, type, title = 503, "/problems/unavailable", "Service unavailable"
 
 
 class OAuthError(GatewayError):
@@ -182,3 +184,24 @@ class OAuthError(GatewayError):
         super().__init__(description, headers=headers)
         self.error = error
         self.oauth_status = status
+
+
+def _general_problems() -> dict[int, type[GatewayError]]:
+    """The most general error class of each status: the one whose parent has another status."""
+    found: dict[int, type[GatewayError]] = {}
+    pending = list(GatewayError.__subclasses__())
+    while pending:
+        cls = pending.pop(0)
+        parent = cls.__mro__[1]
+        if cls.status not in found and getattr(parent, "status", None) != cls.status:
+            found[cls.status] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def problem_for_status(status: int) -> type[GatewayError] | None:
+    """The general problem of an HTTP status (router and parser errors speak our vocabulary)."""
+    return _GENERAL.get(status)
+
+
+_GENERAL = _general_problems()

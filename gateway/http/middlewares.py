@@ -13,7 +13,7 @@ import structlog
 from aiohttp import web
 
 from gateway import metrics
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, problem_for_status
 from gateway.http.problem import problem_response
 
 log = structlog.get_logger("gateway.http")
@@ -26,17 +26,6 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}\Z")
 # nginx's "client closed request": the client left before the answer; not a server failure.
 CLIENT_CLOSED = 499
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-# Router and framework errors keep our problem vocabulary.
-_HTTP_PROBLEMS: dict[int, tuple[str, str]] = {
-    400: ("/problems/bad-request", "Bad request"),
-    401: ("/problems/unauthorized", "Unauthorized"),
-    403: ("/problems/forbidden", "Forbidden"),
-    404: ("/problems/not-found", "Not found"),
-    405: ("/problems/method-not-allowed", "Method not allowed"),
-    413: ("/problems/payload-too-large", "Payload too large"),
-    415: ("/problems/unsupported-media-type", "Unsupported media type"),
-}
 
 
 def route_template(request: web.Request) -> str:
@@ -127,7 +116,9 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        type_, title = _HTTP_PROBLEMS.get(exc.status, ("about:blank", exc.reason))
+        # Router and framework errors keep our problem vocabulary.
+        general = problem_for_status(exc.status)
+        type_, title = (general.type, general.title) if general else ("about:blank", exc.reason)
         headers = {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")}
         return problem_response(
             exc.status,

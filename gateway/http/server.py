@@ -16,17 +16,10 @@ from http import HTTPStatus
 import structlog
 from aiohttp import web
 
+from gateway.errors import problem_for_status
 from gateway.http.problem import problem_response
 
 log = structlog.get_logger("gateway.http")
-
-_PROBLEM_TYPES = {
-    400: "/problems/bad-request",
-    413: "/problems/payload-too-large",
-    414: "/problems/bad-request",
-    431: "/problems/bad-request",
-    500: "about:blank",
-}
 
 
 class ProblemRequestHandler(web.RequestHandler):
@@ -52,9 +45,10 @@ class ProblemRequestHandler(web.RequestHandler):
             if status >= 500
             else "The request is not well-formed HTTP/1.1."
         )
-        response = problem_response(
-            status, _PROBLEM_TYPES.get(status, "about:blank"), phrase, detail
-        )
+        # 414 and 431 (a request line or headers too long) are malformed requests to a client.
+        general = problem_for_status(400 if status in (414, 431) else status)
+        type_ = general.type if general and status < 500 else "about:blank"
+        response = problem_response(status, type_, phrase, detail)
         response.force_close()
         return response
 

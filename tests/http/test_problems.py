@@ -119,3 +119,19 @@ async def test_unexpected_error_is_a_bare_500_and_logged(probe: Any) -> None:
     errors = [e for e in logs if e["event"] == "unhandled_error"]
     assert errors and errors[0]["log_level"] == "error"
     assert errors[0].get("exc_info")
+
+
+def test_the_general_problem_of_each_status_comes_from_the_error_classes() -> None:
+    from gateway import errors
+
+    assert errors.problem_for_status(404) is errors.NotFound
+    assert errors.problem_for_status(409) is errors.Conflict
+    assert errors.problem_for_status(422) is errors.ValidationFailed
+    assert errors.problem_for_status(503) is errors.Unavailable
+    assert errors.problem_for_status(418) is None
+    # A more specific class never stands for its status in general.
+    for status in (400, 401, 403, 404, 405, 409, 413, 415, 422, 429, 503):
+        general = errors.problem_for_status(status)
+        assert general is not None
+        assert general.status == status
+        assert general.__mro__[1].__dict__.get("status") != status
