@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from tests.conftest import ADMIN_TOKEN, REPO, admin_headers
+from tests.http.relay_support import eventually
 from tests.onboarding_helpers import onboard
 from tests.test_restart import LiveClient
 from tests.test_serve import free_port, wait_until_up
@@ -69,14 +70,14 @@ class Server:
             )
         wait_until_up(f"{self.url}/readyz")
 
-    async def terminate(self) -> float:
-        """SIGTERM; the seconds until the process has exited."""
-        sent = time.monotonic()
+    async def terminate(self) -> None:
+        """SIGTERM; returns once the process has exited, failing if it outlives its budget."""
         self.proc.send_signal(signal.SIGTERM)
-        while self.proc.poll() is None:
-            assert time.monotonic() - sent < 3 * SHUTDOWN_TIMEOUT_S, "no exit after SIGTERM"
-            await asyncio.sleep(0.01)
-        return time.monotonic() - sent
+
+        async def exited() -> bool:
+            return self.proc.poll() is not None
+
+        await eventually(exited, within_s=SHUTDOWN_TIMEOUT_S)  # the budget it was given
 
     def events_since_sigterm(self) -> list[str]:
         """The log's event names from `shutdown_started` on."""
@@ -190,14 +191,13 @@ async def test_sigterm_under_load_loses_nothing_accepted(tmp_path: Path) -> None
             assert response.status in (200, 204)
             await load.under_way.wait()
             signalled = time.monotonic()
-            took = await server.terminate()
+            await server.terminate()
             stopped_ms = int(time.time() * 1000)
             load.stopping.set()
             await asyncio.gather(*senders)
     finally:
         server.kill()
     assert server.proc.returncode == 0, server.log_tail()
-    assert took < SHUTDOWN_TIMEOUT_S, f"exit took {took:.2f}s"
     # Requests drain before the workers stop, and the final checkpoint comes after them.
     milestones = [
         "shutdown_started",
@@ -244,7 +244,7 @@ async def test_sigterm_under_load_loses_nothing_accepted(tmp_path: Path) -> None
             while len(set(texts)) < len(load.accepted) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
                 texts = await delivered_texts(client)
-        assert await restarted.terminate() < SHUTDOWN_TIMEOUT_S
+        await restarted.terminate()
     finally:
         restarted.kill()
     assert restarted.proc.returncode == 0, restarted.log_tail()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import time
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +51,11 @@ async def slow_clients(port: int, head: bytes, count: int) -> list[bytes]:
 async def test_slow_request_heads_are_dropped(aiohttp_server: Any, tmp_path: Path) -> None:
     config = config_of(tmp_path, server__request_head_timeout_s="0.5")
     server = await aiohttp_server(create_app(config))
-    started = time.monotonic()
-    answers = await slow_clients(server.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ", 40)
+    async with asyncio.timeout(5):  # cut off by the gateway, not by the test
+        answers = await slow_clients(
+            server.port, b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Slow: ", 40
+        )
     assert answers == [b""] * 40  # hung up on, without an answer
-    assert time.monotonic() - started < 5
 
 
 async def test_slow_bodies_get_408_and_the_connection_closes(
@@ -67,9 +67,8 @@ async def test_slow_bodies_get_408_and_the_connection_closes(
         b"POST /v1/interop-requests HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
         b"Content-Length: 100000\r\n\r\n{"
     )
-    started = time.monotonic()
-    answers = await slow_clients(server.port, head, 10)
-    assert time.monotonic() - started < 5
+    async with asyncio.timeout(5):  # cut off by the gateway, not by the test
+        answers = await slow_clients(server.port, head, 10)
     for answer in answers:
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:100]
         assert b"application/problem+json" in answer

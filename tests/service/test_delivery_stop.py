@@ -108,9 +108,8 @@ async def test_unfinished_deliveries_are_handed_back_to_the_outbox(store: Store)
     await wait_for(lambda: len(platform.started) == 3)
     held = await outbox_rows(store)
     assert all(row["lease_until"] > time.time() * 1000 for row in held)  # claimed for 300 s
-    started = time.monotonic()
-    await delivery.stop(drain_s=0.2)
-    assert time.monotonic() - started < 2
+    async with asyncio.timeout(2):  # the 60 s deliveries are not waited for
+        await delivery.stop(drain_s=0.2)
     assert platform.delivered == []
     rows = await outbox_rows(store)
     assert [row["message_id"] for row in rows] == ["m0", "m1", "m2"]
