@@ -14,8 +14,8 @@ from gateway.http.guards import principal
 from gateway.http.keys import AUDIT, AUDIT_LOG, KEY_DIRECTORY
 from gateway.service.keys import KeyAudit
 from gateway.service.principal import Principal
-from gateway.service.uris import LOCAL_ID, parse_user_uri
 from gateway.store import Tx
+from gateway.uris import LOCAL_ID, parse_user_uri
 
 routes = web.RouteTableDef()
 

@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal, Protocol
 import msgspec
 from msgspec import Meta
 
+from gateway.uris import parse_user_uri
+
 Kind = Literal["message", "receipt", "typing"]
 # What the gateway hands a platform for one platform member of a group (DESIGN §4.10).
 GroupKind = Literal["group_message", "room_key", "group_membership"]
@@ -218,17 +220,11 @@ class Platform(Protocol):
 
 def service_of(uri: str) -> str | None:
     """The service of a platform user URI (`mimi://whatsapp/u/...`), else None."""
-    if not uri.startswith("mimi://"):
-        return None
-    authority, sep, user = uri[7:].partition("/u/")
-    return authority if sep and user and authority in SERVICES else None
+    parsed = parse_user_uri(uri)
+    return parsed.authority if parsed is not None and parsed.is_platform else None
 
 
 def provider_of(uri: str) -> str | None:
     """The client id of a third-party user URI (`mimi://<client_id>/u/...`), else None."""
-    if not uri.startswith("mimi://"):
-        return None
-    authority, sep, user = uri[7:].partition("/u/")
-    if not sep or not user or not authority or authority in SERVICES or "/" in user:
-        return None
-    return authority
+    parsed = parse_user_uri(uri)
+    return parsed.authority if parsed is not None and not parsed.is_platform else None

@@ -20,9 +20,9 @@ from gateway.content import (
     content_to_json,
 )
 from gateway.crypto import MediaKey
-from gateway.service.uris import parse_user_uri
 from gateway.translate import TRANSLATORS, MessageRefs, whatsapp
 from gateway.translate.limits import LIMITS
+from gateway.uris import parse_user_uri
 
 TEXT_PLAIN = "text/plain;charset=utf-8"
 # IANA "AEAD Algorithms" registry: AEAD_AES_256_GCM; "Named Information Hash": sha-256.

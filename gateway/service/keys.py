@@ -18,10 +18,10 @@ from gateway.crypto import KeyBundle, verify_key_signature
 from gateway.errors import UnknownRecipient, ValidationFailed
 from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
 from gateway.service.event_types import Event, IdentityChangedEvent, KeysLowEvent
-from gateway.service.uris import parse_user_uri, user_uri
 from gateway.store import Reader, Store, Tx
 from gateway.store import keys as key_store
 from gateway.store.keys import SignedKey
+from gateway.uris import parse_user_uri, user_uri
 
 log = structlog.get_logger(__name__)
 

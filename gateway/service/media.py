@@ -23,13 +23,13 @@ from gateway.errors import (
     UnknownRecipient,
     ValidationFailed,
 )
-from gateway.service.uris import parse_user_uri
 from gateway.store import Reader, Store, Tx
 from gateway.store import keys as key_store
 from gateway.store import media as media_store
 from gateway.store.blobs import BlobStore, BlobTooLarge
 from gateway.store.media import MediaRecord
 from gateway.translate.limits import LIMITS
+from gateway.uris import parse_user_uri
 
 log = structlog.get_logger(__name__)
 

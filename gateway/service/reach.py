@@ -20,7 +20,7 @@ import msgspec
 
 from gateway.errors import Forbidden
 from gateway.service.providers import ProviderRecord
-from gateway.service.uris import parse_user_uri
+from gateway.uris import parse_user_uri
 
 ConsentCheck = Callable[[str, str], Awaitable[bool]]  # allows(user_uri, client_id)
 ProviderSource = Callable[[str], Awaitable[ProviderRecord | None]]  # ProviderRegistry.get

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from gateway.platforms.base import OlmMessage
-from gateway.service.uris import USER_URI_PATTERN
+from gateway.uris import USER_URI_PATTERN
 
 ClientMessageId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+\Z")]
 UserUri = Annotated[str, Meta(min_length=10, max_length=512, pattern=USER_URI_PATTERN)]

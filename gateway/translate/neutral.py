@@ -17,6 +17,7 @@ import msgspec
 
 from gateway.content import MimiContent
 from gateway.translate.errors import TranslationError
+from gateway.uris import split_user_uri
 
 Kind = Literal["message", "receipt", "typing"]
 ReceiptStatus = Literal["sent", "delivered", "read", "failed"]
@@ -86,12 +87,10 @@ def platform_uri(service: str, native_id: str) -> str:
 
 def split_uri(uri: str, field: str = "uri") -> tuple[str, str]:
     """Split `mimi://<authority>/u/<id>` into (authority, id)."""
-    if not uri.startswith("mimi://"):
-        raise TranslationError(field, "expected a mimi:// user URI")
-    authority, sep, user = uri[7:].partition("/u/")
-    if not sep or not authority or not user:
+    parsed = split_user_uri(uri)
+    if parsed is None:
         raise TranslationError(field, "expected mimi://<authority>/u/<id>")
-    return authority, user
+    return parsed.authority, parsed.local
 
 
 @functools.lru_cache(maxsize=65536)  # on every message's path; the HMAC is the costly part

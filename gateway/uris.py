@@ -1,4 +1,8 @@
-"""MIMI-style user URIs (DESIGN §4): `mimi://<service or client_id>/u/<local id>`."""
+"""MIMI-style user URIs (DESIGN §4): `mimi://<service or client_id>/u/<local id>`.
+
+The one parser of user URIs: the API validates with `parse_user_uri`; code that maps native
+ids splits the URIs it built with `split_user_uri`.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +34,20 @@ class UserUri(NamedTuple):
 
 
 def parse_user_uri(text: str) -> UserUri | None:
-    """The parsed URI, or None when `text` is not a well-formed user URI."""
+    """The parsed URI, or None when `text` is not a well-formed user URI (what the API takes)."""
     match = _URI.match(text)
     return UserUri(match[1], match[2]) if match else None
+
+
+def split_user_uri(text: str) -> UserUri | None:
+    """The URI's two parts by its shape alone, or None: for URIs the gateway built itself from
+    a service's native ids (which follow the service's rules, not the API's id pattern)."""
+    if not text.startswith("mimi://"):
+        return None
+    authority, sep, local = text[7:].partition("/u/")
+    if not sep or not authority or not local or "/" in authority:
+        return None
+    return UserUri(authority, local)
 
 
 def user_uri(authority: str, local: str) -> str:

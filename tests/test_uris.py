@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.service.uris import AUTHORITY, LOCAL_ID, UserUri, parse_user_uri
+from gateway.uris import AUTHORITY, LOCAL_ID, UserUri, parse_user_uri
 
 BAD_ENDINGS = ["\n", "\r", "\x00", "\r\n", " "]
 
@@ -33,3 +33,13 @@ def test_local_id_and_authority_with_a_control_ending_are_refused(ending: str) -
 def test_control_character_inside_is_refused() -> None:
     assert parse_user_uri("mimi://acme/u/al\nice") is None
     assert parse_user_uri("mimi://ac\nme/u/alice") is None
+
+
+def test_split_takes_native_ids_by_shape_and_parse_validates() -> None:
+    from gateway.uris import parse_user_uri, split_user_uri
+
+    assert split_user_uri("mimi://messenger/u/<PSID>") == ("messenger", "<PSID>")
+    assert parse_user_uri("mimi://messenger/u/<PSID>") is None
+    for bad in ("whatsapp/u/1", "mimi://whatsapp/1", "mimi:///u/1", "mimi://a/b/u/1"):
+        assert split_user_uri(bad) is None
+        assert parse_user_uri(bad) is None
