@@ -34,6 +34,8 @@ from gateway.http.keys import (
     CONFIG,
     CONSENT,
     DELIVERY,
+    EGRESS,
+    EGRESS_RESOLVER,
     EVENTS,
     GAUGES,
     INGRESS,
@@ -65,6 +67,7 @@ from gateway.service.access_tokens import AccessTokens
 from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
+from gateway.service.egress import DestinationPolicy, Egress
 from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
@@ -173,7 +176,11 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[PROVIDERS] = providers
     app[ACCESS_TOKENS] = tokens
-    app[INTEROP_REQUESTS] = InteropRequests(store, config)
+    app[EGRESS] = egress = Egress(
+        DestinationPolicy(allow_loopback=config.webhooks.allow_loopback),
+        resolver=app.get(EGRESS_RESOLVER),
+    )
+    app[INTEROP_REQUESTS] = InteropRequests(store, config, egress)
     app[TOKEN_ENDPOINT] = TokenEndpoint(
         store,
         providers,
@@ -188,6 +195,7 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RATE_LIMITER] = rate_limiter(store)
     await store.subscribe(providers_topic, providers.heard)
     yield
+    await egress.close()
 
 
 async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -230,7 +238,7 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     directory.consent = consent.allows
     directory.events = queue
     app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
-        queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, session
+        queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, app[EGRESS]
     )
     await worker.start()
     pusher.start()

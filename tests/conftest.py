@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config, load_config
+from tests.egress_helpers import with_test_hosts
 
 try:
     import psycopg
@@ -40,7 +41,12 @@ SHARED = REPO.parent / "shared"
 def make_config(data_dir: Path, **overrides: Any) -> Config:
     """A Config on `data_dir` with a fixed admin token; `overrides` replace top-level fields."""
     config = load_config(
-        env={"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+        env={
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            # The tests' webhook servers listen on loopback.
+            "GATEWAY_WEBHOOKS__ALLOW_LOOPBACK": "true",
+        }
     )
     return msgspec.structs.replace(config, **overrides) if overrides else config
 
@@ -55,7 +61,7 @@ ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(aiohttp_client: ClientFactory, config: Config) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(config))
+    return await aiohttp_client(with_test_hosts(create_app(config)))
 
 
 def admin_headers() -> dict[str, str]:
@@ -156,7 +162,7 @@ async def backend_client(
     aiohttp_client: ClientFactory, backend_config: Config
 ) -> TestClient[Any, Any]:
     """`client`, once per storage backend."""
-    return await aiohttp_client(create_app(backend_config))
+    return await aiohttp_client(with_test_hosts(create_app(backend_config)))
 
 
 @pytest.fixture
