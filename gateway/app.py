@@ -36,6 +36,8 @@ from gateway.http.keys import (
     CONFIG,
     CONSENT,
     DELIVERY,
+    EGRESS,
+    EGRESS_RESOLVER,
     EVENTS,
     GAUGES,
     HTTP_SESSION,
@@ -69,6 +71,7 @@ from gateway.service.access_tokens import AccessTokens
 from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
+from gateway.service.egress import DestinationPolicy, Egress
 from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
@@ -170,7 +173,11 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     app[PROVIDERS] = providers
     app[ACCESS_TOKENS] = tokens
-    app[INTEROP_REQUESTS] = InteropRequests(store, config)
+    app[EGRESS] = egress = Egress(
+        DestinationPolicy(allow_loopback=config.webhooks.allow_loopback),
+        resolver=app.get(EGRESS_RESOLVER),
+    )
+    app[INTEROP_REQUESTS] = InteropRequests(store, config, egress)
     app[TOKEN_ENDPOINT] = TokenEndpoint(
         store,
         providers,
@@ -185,6 +192,7 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RATE_LIMITER] = rate_limiter(store)
     await store.subscribe(providers_topic, providers.heard)
     yield
+    await egress.close()
 
 
 async def events_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -272,7 +280,7 @@ def relay_ctx(
         else:
             app[UPLINK].bind(relay, app[KEY_DIRECTORY].claim_for_platform)
         app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
-            queue, webhooks or app[PROVIDERS].webhook, config.relay, app[HTTP_SESSION]
+            queue, webhooks or app[PROVIDERS].webhook, config.relay, app[EGRESS]
         )
         await worker.start()
         pusher.start()

@@ -131,6 +131,11 @@ class RelayConfig(_Section, frozen=True):
     push_batch: Positive = 100
 
 
+class WebhooksConfig(_Section, frozen=True):
+    # Let webhooks reach loopback addresses (and plain http to them): local development only.
+    allow_loopback: bool = False
+
+
 class PlatformEndpoint(_Section, frozen=True):
     # Where native send payloads for this service are POSTed.
     url: str = ""
@@ -230,6 +235,7 @@ class Config(_Section, frozen=True):
     keys: KeysConfig = KeysConfig()
     media: MediaConfig = MediaConfig()
     relay: RelayConfig = RelayConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     http_platform: HttpPlatformConfig = HttpPlatformConfig()
     auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()

@@ -24,6 +24,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import create_app
 from gateway.config import Config, load_config
+from tests.egress_helpers import with_test_hosts
 
 try:
     import psycopg
@@ -39,7 +40,12 @@ REPO = Path(__file__).resolve().parents[1]
 def make_config(data_dir: Path, **overrides: Any) -> Config:
     """A Config on `data_dir` with a fixed admin token; `overrides` replace top-level fields."""
     config = load_config(
-        env={"GATEWAY_DATA_DIR": str(data_dir), "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN}
+        env={
+            "GATEWAY_DATA_DIR": str(data_dir),
+            "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+            # The tests' webhook servers listen on loopback.
+            "GATEWAY_WEBHOOKS__ALLOW_LOOPBACK": "true",
+        }
     )
     return msgspec.structs.replace(config, **overrides) if overrides else config
 
@@ -54,7 +60,7 @@ ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]
 
 @pytest.fixture
 async def client(aiohttp_client: ClientFactory, config: Config) -> TestClient[Any, Any]:
-    return await aiohttp_client(create_app(config))
+    return await aiohttp_client(with_test_hosts(create_app(config)))
 
 
 def admin_headers() -> dict[str, str]:
@@ -130,6 +136,8 @@ def postgres_url(postgres_server_url: str) -> Iterator[str]:
         yield _with_search_path(postgres_server_url, schema)
     finally:
         with psycopg.connect(postgres_server_url, autocommit=True) as conn:
+            # A test that left a transaction open fails here instead of hanging the run.
+            conn.execute("SET lock_timeout = '20s'")
             conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
@@ -152,10 +160,14 @@ def backend_config(tmp_path: Path, store_url: str) -> Config:
 
 @pytest.fixture
 async def backend_client(
-    aiohttp_client: ClientFactory, backend_config: Config
+    backend_config: Config, aiohttp_client: ClientFactory
 ) -> TestClient[Any, Any]:
-    """`client`, once per storage backend."""
-    return await aiohttp_client(create_app(backend_config))
+    """`client`, once per storage backend.
+
+    `backend_config` comes first so that its database outlives the app: the app closes (and
+    ends its transactions) before the schema is dropped, or the drop would wait on its locks.
+    """
+    return await aiohttp_client(with_test_hosts(create_app(backend_config)))
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractResolver
 
 from gateway.config import Config
 from gateway.platforms.base import Platform, Uplink
@@ -15,6 +16,7 @@ from gateway.service.audit.log import AuditContext, AuditLog
 from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
+from gateway.service.egress import Egress
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.interop_requests import InteropRequests
@@ -46,6 +48,9 @@ ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokens)
 TOKEN_ENDPOINT = web.AppKey("token_endpoint", TokenEndpoint)
 AUTHENTICATOR = web.AppKey("authenticator", ProviderAuthenticator)
 RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
+# Outbound requests to webhooks; EGRESS_RESOLVER, when set, resolves their host names (tests).
+EGRESS = web.AppKey("egress", Egress)
+EGRESS_RESOLVER: web.AppKey[AbstractResolver] = web.AppKey("egress_resolver")
 
 # The message relay and its parts (gateway.app.relay_ctx).
 EVENTS = web.AppKey("events", EventQueue)

@@ -19,6 +19,7 @@ from gateway.service.access_tokens import AccessTokens
 from gateway.service.client_keys import ALGORITHMS, key_for_kid, signing_key
 from gateway.service.providers import ProviderRegistry
 from gateway.store import Store, Tx
+from gateway.store.tokens import forget_expired_assertions, remember_assertion
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _JTI_MAX = 256
@@ -160,18 +161,10 @@ class TokenEndpoint:
         # Kept past exp by the leeway, the window in which the assertion would still pass.
         keep_until = (exp + self._leeway_s) * 1000
 
-        async def unit(tx: Tx) -> int:
+        async def unit(tx: Tx) -> bool:
             if sweep:
-                await tx.execute(
-                    "DELETE FROM oauth_assertion_jtis WHERE expires_at < $1", int(now * 1000)
-                )
-            return await tx.execute(
-                "INSERT INTO oauth_assertion_jtis (client_id, jti, expires_at) "
-                "VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                client_id,
-                jti,
-                keep_until,
-            )
+                await forget_expired_assertions(tx, before=int(now * 1000))
+            return await remember_assertion(tx, client_id, jti, until=keep_until)
 
         if not await self._store.write("oauth_assertion_seen", unit):
             raise _invalid_client("This client assertion was used before (jti replay).")

@@ -15,6 +15,7 @@ import hmac
 import random
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -22,6 +23,7 @@ import structlog
 
 from gateway import metrics
 from gateway.config import RelayConfig
+from gateway.service.egress import DestinationRefused, Egress
 from gateway.service.events import EventQueue
 from gateway.service.periodic import wait_event
 from gateway.service.providers import WebhookTarget
@@ -52,12 +54,12 @@ class WebhookPusher:
         queue: EventQueue,
         targets: WebhookTargets,
         config: RelayConfig,
-        session: aiohttp.ClientSession,
+        egress: Egress,
     ) -> None:
         self.queue = queue
         self.targets = targets
         self.config = config
-        self.session = session
+        self.egress = egress
         self._wakeup = asyncio.Event()
         self._pending: set[str] = set()
         self._busy: dict[str, asyncio.Task[None]] = {}
@@ -120,7 +122,7 @@ class WebhookPusher:
             body = msgspec.json.encode(
                 _Push(txn_id=f"txn_{first}_{page.next}", events=page.events)
             )
-            if await self._post(target, body):
+            if await self._post(client_id, target, body):
                 await self.queue.ack(client_id, int(page.next))
                 self._not_before.pop(client_id, None)
                 metrics.WEBHOOK_PUSHES.labels("ok").inc()
@@ -133,20 +135,28 @@ class WebhookPusher:
             log.exception("webhook_push_failed")
             self._back_off(client_id)
 
-    async def _post(self, target: WebhookTarget, body: bytes) -> bool:
+    async def _post(self, client_id: str, target: WebhookTarget, body: bytes) -> bool:
         headers = {
             "Content-Type": "application/json",
             "X-Interop-Signature": signature(target.secret, int(time.time()), body),
         }
-        timeout = aiohttp.ClientTimeout(total=self.config.push_timeout_s)
+        host = urlsplit(target.url).hostname
         try:
-            async with self.session.post(
-                target.url, data=body, headers=headers, timeout=timeout
-            ) as response:
-                await response.read()
-                return 200 <= response.status < 300
-        except (aiohttp.ClientError, TimeoutError):
+            status = await self.egress.post(
+                target.url, data=body, headers=headers, timeout_s=self.config.push_timeout_s
+            )
+        except DestinationRefused as exc:
+            log.warning("webhook_push_refused", client_id=client_id, host=host, reason=exc.reason)
             return False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = type(exc).__name__
+            log.warning("webhook_push_failed", client_id=client_id, host=host, reason=reason)
+            return False
+        if not 200 <= status < 300:  # a redirect too: it is not followed
+            reason = f"status {status}"
+            log.warning("webhook_push_failed", client_id=client_id, host=host, reason=reason)
+            return False
+        return True
 
     def _back_off(self, client_id: str) -> None:
         failures = self._not_before.get(client_id, (0.0, 0))[1] + 1

@@ -18,6 +18,6 @@ async def pclient(aiohttp_client: Any, config: Config) -> Any:
 
 
 @pytest.fixture
-async def backend_pclient(aiohttp_client: Any, backend_config: Config) -> Any:
+async def backend_pclient(backend_config: Config, aiohttp_client: Any) -> Any:
     """`pclient`, once per storage backend (see tests.conftest.store_url)."""
     return await aiohttp_client(act_as_providers(create_app(backend_config)))

@@ -60,7 +60,7 @@ async def test_live_database_verifies_while_the_gateway_runs(client: Any, config
     assert outcome.records >= 13 and outcome.chains[0].checkpoints >= 1
 
 
-async def test_shutdown_signs_the_last_record(aiohttp_client: Any, config: Config) -> None:
+async def test_shutdown_signs_the_last_record(config: Config, aiohttp_client: Any) -> None:
     client = await aiohttp_client(create_app(config))
     await client.get("/healthz")
     signer = client.app[AUDIT_SIGNER]

@@ -16,7 +16,7 @@ from tests.http.test_relay_roundtrip import fast
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, backend_config: Config) -> Any:
+async def client(backend_config: Config, aiohttp_client: Any) -> Any:
     app = create_app(fast(backend_config, max_attempts=4))
     return await aiohttp_client(providers.act_as_providers(app))
 

@@ -5,11 +5,21 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import msgspec
 import pytest
 
-from gateway.http.keys import STORE
+from gateway.app import create_app
+from gateway.config import Config
+from gateway.http.keys import EGRESS_RESOLVER, STORE
 from tests.conftest import admin_headers, assert_problem
+from tests.egress_helpers import TEST_HOSTS, StaticResolver
 from tests.onboarding_helpers import decide, new_key, request_status, submit_request
+
+
+@pytest.fixture
+def config(backend_config: Config) -> Config:
+    """Every test here runs on each storage backend."""
+    return backend_config
 
 
 def intake(**overrides: Any) -> dict[str, Any]:
@@ -98,6 +108,74 @@ async def test_good_webhook_urls_are_accepted(client: Any, url: str) -> None:
     assert response.status == 201
 
 
+INTERNAL_HOSTS = {
+    "intranet.example.org": ["10.20.30.40"],
+    "metadata.example.org": ["169.254.169.254"],
+    "mixed.example.org": ["93.184.215.14", "192.168.0.10"],
+    "rebind.example.org": ["::ffff:127.0.0.1"],
+}
+
+
+async def intake_client(aiohttp_client: Any, config: Config, *, allow_loopback: bool) -> Any:
+    webhooks = msgspec.structs.replace(config.webhooks, allow_loopback=allow_loopback)
+    app = create_app(msgspec.structs.replace(config, webhooks=webhooks))
+    app[EGRESS_RESOLVER] = StaticResolver({**TEST_HOSTS, **INTERNAL_HOSTS})
+    return await aiohttp_client(app)
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("https://10.0.0.1/hook", "is a private address"),
+        ("https://172.16.5.4/hook", "is a private address"),
+        ("https://192.168.1.1/hook", "is a private address"),
+        ("https://169.254.169.254/latest/meta-data", "is a link-local address"),
+        ("https://[fd00::1]/hook", "is a private address"),
+        ("https://[fe80::1]/hook", "is a link-local address"),
+        ("https://[::ffff:10.0.0.1]/hook", "is a private address"),
+        ("https://224.0.0.1/hook", "is a multicast address"),
+        ("https://0.0.0.0/hook", "is an unspecified address"),
+        ("https://100.64.0.1/hook", "is a shared (carrier-grade NAT) address"),
+        ("https://240.0.0.1/hook", "is a private address"),
+        ("https://127.0.0.1/hook", "is a loopback address"),
+        ("https://[::1]/hook", "is a loopback address"),
+        ("https://localhost/hook", "resolves to a loopback address"),
+        ("https://intranet.example.org/hook", "resolves to a private address"),
+        ("https://metadata.example.org/hook", "resolves to a link-local address"),
+        ("https://mixed.example.org/hook", "resolves to a private address"),
+        ("https://rebind.example.org/hook", "resolves to a loopback address"),
+        ("https://internal.corp/hook", "does not resolve"),
+    ],
+)
+async def test_webhook_urls_to_internal_addresses_are_refused(
+    config: Config, aiohttp_client: Any, url: str, reason: str
+) -> None:
+    client = await intake_client(aiohttp_client, config, allow_loopback=False)
+    response = await client.post("/v1/interop-requests", json=intake(webhook_url=url))
+    body = await problem(response, 422, "/problems/validation", "$.webhook_url")
+    assert reason in body["detail"]
+    assert await client.app[STORE].fetchval("SELECT count(*) FROM interop_requests") == 0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9000/hook", "http://localhost/h"])
+async def test_http_to_loopback_needs_the_development_setting(
+    config: Config, aiohttp_client: Any, url: str
+) -> None:
+    client = await intake_client(aiohttp_client, config, allow_loopback=False)
+    response = await client.post("/v1/interop-requests", json=intake(webhook_url=url))
+    await problem(response, 422, "/problems/validation", "$.webhook_url")
+
+
+async def test_loopback_allowed_in_development_still_refuses_the_private_network(
+    config: Config, aiohttp_client: Any
+) -> None:
+    client = await intake_client(aiohttp_client, config, allow_loopback=True)
+    for url in ("http://10.0.0.1/hook", "https://10.0.0.1/hook", "https://[::1]:8443/h"):
+        response = await client.post("/v1/interop-requests", json=intake(webhook_url=url))
+        expected = 201 if url.startswith("https://[::1]") else 422
+        assert response.status == expected, url
+
+
 async def test_intake_answers_and_keeps_only_a_hash_of_the_status_token(client: Any) -> None:
     response = await client.post("/v1/interop-requests", json=intake(functionalities=[]))
     assert response.status == 201
@@ -117,11 +195,7 @@ async def test_intake_answers_and_keeps_only_a_hash_of_the_status_token(client: 
     assert "text" in status["functionalities"] and "voice_calls" in status["functionalities"]
 
 
-async def test_deadline_follows_the_configured_days(aiohttp_client: Any, config: Any) -> None:
-    import msgspec
-
-    from gateway.app import create_app
-
+async def test_deadline_follows_the_configured_days(config: Any, aiohttp_client: Any) -> None:
     client = await aiohttp_client(
         create_app(msgspec.structs.replace(config, request_deadline_days=30))
     )

@@ -14,6 +14,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from gateway.config import Config
 from gateway.http.keys import STORE, TOKEN_ENDPOINT
 from tests.conftest import admin_headers
 from tests.onboarding_helpers import (
@@ -25,6 +26,12 @@ from tests.onboarding_helpers import (
     post_token,
     token_url,
 )
+
+
+@pytest.fixture
+def config(backend_config: Config) -> Config:
+    """Every test here runs on each storage backend."""
+    return backend_config
 
 
 async def oauth_error(response: Any, status: int, error: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from gateway.http.keys import ACCESS_TOKENS, CONFIG
 from gateway.service.access_tokens import AccessTokens
 from gateway.service.tenancy import require_owner
 from tests.conftest import admin_headers, assert_problem, make_config
+from tests.egress_helpers import with_test_hosts
 from tests.onboarding_helpers import OnboardedProvider, onboard, post_token
 
 # Test-only routes: objects owned by a provider, and routes of each declaration.
@@ -54,8 +55,14 @@ async def owned_object(request: web.Request) -> web.Response:
     return json_response({"id": found})
 
 
+@pytest.fixture
+def config(backend_config: Config) -> Config:
+    """Every test here runs on each storage backend."""
+    return backend_config
+
+
 def build(config: Config) -> web.Application:
-    app = create_app(config)
+    app = with_test_hosts(create_app(config))
     app.router.add_get("/v1/test/media", media_only)
     app.router.add_get("/v1/test/undeclared", undeclared)
     app.router.add_get("/v1/test/open", open_route)
@@ -64,7 +71,7 @@ def build(config: Config) -> web.Application:
 
 
 @pytest.fixture
-async def tclient(aiohttp_client: Any, config: Config) -> Any:
+async def tclient(config: Config, aiohttp_client: Any) -> Any:
     return await aiohttp_client(build(config))
 
 

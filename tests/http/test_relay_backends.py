@@ -17,7 +17,7 @@ from tests.http.test_messages import problem
 
 
 @pytest.fixture
-async def client(aiohttp_client: Any, backend_config: Config) -> Any:
+async def client(backend_config: Config, aiohttp_client: Any) -> Any:
     relay = msgspec.structs.replace(
         backend_config.relay, retry_base_s=0.02, retry_max_s=0.1, poll_interval_s=0.2
     )

@@ -48,7 +48,7 @@ async def rclient(aiohttp_client: Any, tmp_path: Path) -> Any:
 
 
 @pytest.fixture
-async def brclient(aiohttp_client: Any, backend_config: Config) -> Any:
+async def brclient(backend_config: Config, aiohttp_client: Any) -> Any:
     """`rclient` once per storage backend."""
     return await aiohttp_client(providers.act_as_providers(create_app(fast(backend_config))))
 

@@ -12,7 +12,9 @@ from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
 from gateway import metrics
+from gateway.clock import now_ms
 from gateway.crypto import OlmParty
+from gateway.service.egress import DestinationPolicy, Egress
 from gateway.service.gauges import GaugeRefresher, Probe, default_probes, existing_tables
 from gateway.service.interop_requests import InteropRequestIn, InteropRequests
 from gateway.store import Store, Tx, open_store
@@ -121,9 +123,10 @@ async def test_interop_requests_open_and_past_their_deadline(store: Store) -> No
         }
         return msgspec.convert(body, InteropRequestIn)
 
-    long_ago = time.time() - (config.request_deadline_days + 1) * 86400
-    await InteropRequests(store, config, clock=lambda: long_ago).submit(request_in())
-    await InteropRequests(store, config).submit(request_in())
+    long_ago = now_ms() - (config.request_deadline_days + 1) * 86_400_000
+    egress = Egress(DestinationPolicy())
+    await InteropRequests(store, config, egress, clock=lambda: long_ago).submit(request_in())
+    await InteropRequests(store, config, egress).submit(request_in())
     await GaugeRefresher(store, 60, default_probes("main")).refresh()
     assert sample("gateway_interop_requests_open") == 2
     assert sample("gateway_interop_requests_overdue") == 1

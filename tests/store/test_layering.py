@@ -31,9 +31,6 @@ PENDING = {
     "service/events.py",
     "service/gauges.py",
     "service/ratelimit.py",
-    "service/providers.py",
-    "service/interop_requests.py",
-    "service/token_endpoint.py",
 }
 
 
