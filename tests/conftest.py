@@ -59,7 +59,7 @@ ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def client(aiohttp_client: ClientFactory, config: Config) -> TestClient[Any, Any]:
+async def client(config: Config, aiohttp_client: ClientFactory) -> TestClient[Any, Any]:
     return await aiohttp_client(with_test_hosts(create_app(config)))
 
 

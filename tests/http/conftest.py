@@ -12,7 +12,7 @@ from tests.http.providers import act_as_providers
 
 
 @pytest.fixture
-async def pclient(aiohttp_client: Any, config: Config) -> Any:
+async def pclient(config: Config, aiohttp_client: Any) -> Any:
     """A test client whose requests may act as a provider (see provider_headers)."""
     return await aiohttp_client(act_as_providers(create_app(config)))
 
