@@ -5,19 +5,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.config import Config
 from gateway.http.keys import PROVIDER_WEBHOOKS
 from gateway.service.providers import WebhookTarget
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, eventually, pull, sandbox_user
-from tests.http.test_events import sandbox_says
-from tests.http.test_relay_roundtrip import fast_config
+from tests.http.test_events import fast_backend_config, sandbox_says
 
 SECRET = "whsec-test-0123456789"
 
@@ -47,7 +46,7 @@ class FakeProvider:
 
 
 @pytest.fixture
-async def setup(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any:
+async def setup(aiohttp_client: Any, aiohttp_server: Any, backend_config: Config) -> Any:
     fake = FakeProvider()
     server_app = web.Application()
     server_app.router.add_post("/hook", fake.handle)
@@ -58,7 +57,7 @@ async def setup(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any
             return None
         return WebhookTarget(url=str(server.make_url("/hook")), secret=SECRET)
 
-    app = create_app(fast_config(tmp_path / "data"))
+    app = create_app(fast_backend_config(backend_config))
     app[PROVIDER_WEBHOOKS] = targets
     providers.act_as_providers(app)
     return await aiohttp_client(app), fake
