@@ -34,6 +34,7 @@ from gateway.http.keys import (
     CONFIG,
     CONSENT,
     DELIVERY,
+    EVENT_STREAMS,
     EVENTS,
     GAUGES,
     INGRESS,
@@ -65,6 +66,7 @@ from gateway.service.access_tokens import AccessTokens
 from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
+from gateway.service.event_streams import MAX_SOCKETS, EventStreams
 from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
@@ -195,6 +197,8 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     config, store = app[CONFIG], app[STORE]
     app[EVENTS] = queue = EventQueue(store)
     await store.subscribe(events_topic, queue.heard)
+    app[EVENT_STREAMS] = streams = EventStreams(app[PROVIDERS].state, max_sockets=MAX_SOCKETS)
+    app[PROVIDERS].listeners.append(streams.changed)
     app[CONSENT] = consent = ConsentRegistry(store, queue)
     directory = app[KEY_DIRECTORY]
     session = aiohttp.ClientSession()
@@ -230,12 +234,13 @@ async def relay_ctx(app: web.Application) -> AsyncIterator[None]:
     directory.consent = consent.allows
     directory.events = queue
     app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
-        queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, session
+        queue, app.get(PROVIDER_WEBHOOKS, app[PROVIDERS].webhook), config.relay, session, streams
     )
     await worker.start()
     pusher.start()
     yield
     await pusher.stop()
+    await streams.close()
     # Requests have drained by now; deliveries under way get a share of the shutdown budget.
     await worker.stop(drain_s=config.server.shutdown_timeout_s / 4)
     await platform.close()

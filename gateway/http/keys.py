@@ -14,6 +14,7 @@ from gateway.service.audit.log import AuditContext, AuditLog
 from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
+from gateway.service.event_streams import EventStreams
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.interop_requests import InteropRequests
@@ -47,6 +48,7 @@ RATE_LIMITER = web.AppKey("rate_limiter", RateLimiter)
 
 # The message relay and its parts (gateway.app.relay_ctx).
 EVENTS = web.AppKey("events", EventQueue)
+EVENT_STREAMS = web.AppKey("event_streams", EventStreams)
 CONSENT = web.AppKey("consent", ConsentRegistry)
 PLATFORM = web.AppKey("platform", Platform)
 SANDBOX = web.AppKey("sandbox", SandboxPlatform)

@@ -22,6 +22,7 @@ import structlog
 
 from gateway import metrics
 from gateway.config import RelayConfig
+from gateway.service.event_streams import EventStreams
 from gateway.service.events import EventQueue
 from gateway.service.periodic import wait_event
 from gateway.service.providers import WebhookTarget
@@ -53,8 +54,10 @@ class WebhookPusher:
         targets: WebhookTargets,
         config: RelayConfig,
         session: aiohttp.ClientSession,
+        streams: EventStreams,
     ) -> None:
         self.queue = queue
+        self.streams = streams
         self.targets = targets
         self.config = config
         self.session = session
@@ -64,10 +67,17 @@ class WebhookPusher:
         self._not_before: dict[str, tuple[float, int]] = {}
         self._task: asyncio.Task[None] | None = None
         queue.listeners.append(self._appended)
+        streams.listeners.append(self._suspended)
 
     def _appended(self, client_id: str) -> None:
         self._pending.add(client_id)
         self._wakeup.set()
+
+    def _suspended(self, client_id: str) -> None:
+        # A push under way stops at once; later ones check the provider's state first.
+        task = self._busy.get(client_id)
+        if task is not None:
+            task.cancel()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhook-push")
@@ -111,8 +121,8 @@ class WebhookPusher:
     async def _push(self, client_id: str) -> None:
         try:
             target = await self.targets(client_id)
-            if target is None:
-                return
+            if target is None or not await self.streams.active(client_id):
+                return  # suspended: its events wait in the queue until it is resumed
             page = await self.queue.read(client_id, None, self.config.push_batch)
             if not page.events:
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -12,11 +13,14 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.http.keys import PROVIDER_WEBHOOKS
+from gateway.http.keys import PROVIDER_WEBHOOKS, STORE
 from gateway.service.providers import WebhookTarget
+from gateway.store.events import count_backlog
+from tests.conftest import admin_headers
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, eventually, pull, sandbox_user
 from tests.http.test_events import fast_backend_config, sandbox_says
+from tests.onboarding_helpers import register_provider
 
 SECRET = "whsec-test-0123456789"
 
@@ -28,9 +32,14 @@ class FakeProvider:
         self.up = False
         self.batches: list[dict[str, Any]] = []
         self.refused = 0
+        self.held = 0
+        self.release: asyncio.Event | None = None  # set: requests wait for it
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.release is not None:
+            self.held += 1
+            await self.release.wait()
         header = request.headers["X-Interop-Signature"]
         parts = dict(item.split("=", 1) for item in header.split(","))
         mac = hmac.new(SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
@@ -60,7 +69,9 @@ async def setup(aiohttp_client: Any, aiohttp_server: Any, backend_config: Config
     app = create_app(fast_backend_config(backend_config))
     app[PROVIDER_WEBHOOKS] = targets
     providers.act_as_providers(app)
-    return await aiohttp_client(app), fake
+    client = await aiohttp_client(app)
+    await register_provider(app, "acme")  # a provider with a webhook is registered
+    return client, fake
 
 
 async def test_events_wait_while_the_webhook_is_down_then_arrive_once(setup: Any) -> None:
@@ -102,3 +113,36 @@ async def test_a_provider_without_webhook_keeps_pulling(setup: Any) -> None:
     page = await pull(client, "globex")
     assert [e["id"] for e in page["events"]] == [message_id]
     assert fake.batches == []
+
+
+async def test_suspension_stops_pushes_until_resumed(setup: Any) -> None:
+    client, fake = setup
+    fake.up = True
+    peer = await sandbox_user(client, "whatsapp", "4915100000044")
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    fake.release = asyncio.Event()
+    first = await sandbox_says(client, peer, alice.uri)
+
+    async def in_flight() -> bool:
+        return fake.held >= 1
+
+    await eventually(in_flight)
+    await admin_post(client, "/admin/v1/providers/acme/suspend")
+    second = await sandbox_says(client, peer, alice.uri)
+    fake.release.set()  # the push under way was cancelled: its 2xx acknowledges nothing
+    await asyncio.sleep(0.8)  # several poll intervals
+    assert fake.held == 1  # no push while suspended
+    assert await count_backlog(client.app[STORE], "acme") == 2
+    await admin_post(client, "/admin/v1/providers/acme/resume")
+
+    async def both() -> list[str] | None:
+        ids = fake.message_ids()
+        return ids if first in ids and second in ids else None
+
+    await eventually(both)
+
+
+async def admin_post(client: Any, path: str) -> None:
+    response = await client.post(path, json={"reason": "test"}, headers=admin_headers())
+    assert response.status == 200, await response.text()
