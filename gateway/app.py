@@ -38,6 +38,7 @@ from gateway.http.keys import (
     DELIVERY,
     EGRESS,
     EGRESS_RESOLVER,
+    EVENT_STREAMS,
     EVENTS,
     GAUGES,
     HTTP_SESSION,
@@ -72,6 +73,7 @@ from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.egress import DestinationPolicy, Egress
+from gateway.service.event_streams import MAX_SOCKETS, EventStreams
 from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
@@ -200,6 +202,8 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     app[EVENTS] = queue = EventQueue(store)
     await store.subscribe(events_topic, queue.heard)
+    app[EVENT_STREAMS] = streams = EventStreams(app[PROVIDERS].state, max_sockets=MAX_SOCKETS)
+    app[PROVIDERS].listeners.append(streams.changed)
     app[CONSENT] = consent = ConsentRegistry(store, queue)
     config = app[CONFIG]
     # One reach policy (approved services, consent, tenancy) for keys, media and messages.
@@ -280,12 +284,17 @@ def relay_ctx(
         else:
             app[UPLINK].bind(relay, app[KEY_DIRECTORY].claim_for_platform)
         app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
-            queue, webhooks or app[PROVIDERS].webhook, config.relay, app[EGRESS]
+            queue,
+            webhooks or app[PROVIDERS].webhook,
+            config.relay,
+            app[EGRESS],
+            app[EVENT_STREAMS],
         )
         await worker.start()
         pusher.start()
         yield
         await pusher.stop()
+        await app[EVENT_STREAMS].close()
         # Requests have drained by now; deliveries under way get a share of the shutdown budget.
         await worker.stop(drain_s=config.server.shutdown_timeout_s / 4)
 

@@ -144,6 +144,19 @@ async def _record(
         log.error("audit_write_failed", error=type(exc).__name__)
 
 
+async def audit_socket_ack(request: web.Request, status: int, problem: str | None) -> None:
+    """Record an ack sent on the events WebSocket `request` as `POST /v1/events/ack` is."""
+    route = "/v1/events/ack"
+    ctx = AuditContext(
+        request_id=request[REQUEST_ID],
+        method="POST",
+        route=route,
+        action=action_for("POST", route),
+        who=lambda: principal(request),
+    )
+    await _record(request, ctx, status, problem)
+
+
 routes = web.RouteTableDef()
 
 

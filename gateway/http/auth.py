@@ -110,7 +110,8 @@ async def authenticate_provider(request: web.Request, token: str) -> Principal:
     return principal
 
 
-async def _limit(request: web.Request, bucket_class: str, who: str) -> None:
+async def spend_limit(request: web.Request, bucket_class: str, who: str) -> None:
+    """Spend one token of `who`'s `bucket_class` bucket, or raise RateLimited."""
     limits = request.app[CONFIG].limits
     if not limits.enabled:
         return
@@ -143,9 +144,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             needed = " ".join(sorted(access.scopes))
             raise InsufficientScope(f"This endpoint needs the scope(s): {needed}.", scope=needed)
         if access.limit is not None:
-            await _limit(request, access.limit, f"provider:{principal.client_id}")
+            await spend_limit(request, access.limit, f"provider:{principal.client_id}")
     elif access.limit is not None:
-        await _limit(request, access.limit, f"ip:{request.remote or 'unknown'}")
+        await spend_limit(request, access.limit, f"ip:{request.remote or 'unknown'}")
     return await handler(request)
 
 

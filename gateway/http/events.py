@@ -1,26 +1,51 @@
-"""Events to providers (DESIGN §4.6): long-poll pull with acks, and a WebSocket stream."""
+"""Events to providers (DESIGN §4.6): long-poll pull with acks, and a WebSocket stream.
+
+Open streams are registered with `EventStreams`: a suspension ends them on every replica (a
+long poll answers 403 provider-suspended, a socket closes with 4001), and a socket closes with
+4002 when its access token expires unless the client sent a fresh one on it (`{"auth": ...}`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import msgspec
 from aiohttp import WSMsgType, web
 
-from gateway.errors import ValidationFailed
-from gateway.http.auth import requires_scope
+from gateway.errors import GatewayError, ProviderSuspended, ValidationFailed
+from gateway.http.audit import audit_socket_ack
+from gateway.http.auth import requires_scope, spend_limit
 from gateway.http.body import decode_json, json_response
-from gateway.http.keys import EVENTS
+from gateway.http.guards import bearer_token
+from gateway.http.keys import AUTHENTICATOR, EVENT_STREAMS, EVENTS
 from gateway.http.messages import provider
+from gateway.service.event_streams import (
+    CLOSE_AUTH_FAILED,
+    CLOSE_SUSPENDED,
+    CLOSE_TOKEN_EXPIRED,
+    Stream,
+)
 from gateway.service.events import EventQueue, parse_cursor
 from gateway.service.relay_types import AckIn
 
 routes = web.RouteTableDef()
 
+T = TypeVar("T")
+
 MAX_LIMIT = 500
 MAX_WAIT_S = 30.0
 WS_WAIT_S = 20.0
+# How often a socket's guard looks at its token's expiry (a re-authentication moves it).
+EXPIRY_CHECK_S = 5.0
+_CLOSE_REASONS = {
+    CLOSE_SUSPENDED: b"provider suspended",
+    CLOSE_TOKEN_EXPIRED: b"access token expired",
+    CLOSE_AUTH_FAILED: b"authentication failed",
+}
 
 
 def _number(request: web.Request, name: str, default: float, top: float) -> float:
@@ -36,6 +61,25 @@ def _number(request: web.Request, name: str, default: float, top: float) -> floa
     return value
 
 
+async def _unless_ended(stream: Stream, work: Awaitable[T]) -> T:
+    """`work`'s result, or ProviderSuspended as soon as the stream is ended."""
+    task = asyncio.ensure_future(work)
+    ended = asyncio.ensure_future(stream.ended.wait())
+    try:
+        await asyncio.wait({task, ended}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, ended):
+            if not pending.done():
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+    if stream.ended.is_set():
+        raise ProviderSuspended(
+            "This provider was suspended; no request of it is served until it is resumed."
+        )
+    return task.result()
+
+
 @routes.get("/v1/events")
 @requires_scope("events")
 async def pull(request: web.Request) -> web.Response:
@@ -44,7 +88,8 @@ async def pull(request: web.Request) -> web.Response:
     after = parse_cursor(request.query.get("after"), "after")
     limit = int(_number(request, "limit", 100, MAX_LIMIT)) or 1
     wait = _number(request, "wait", 0, MAX_WAIT_S)
-    page = await request.app[EVENTS].wait(client_id, after, limit, wait)
+    with request.app[EVENT_STREAMS].open(client_id) as stream:
+        page = await _unless_ended(stream, request.app[EVENTS].wait(client_id, after, limit, wait))
     return json_response(page)
 
 
@@ -61,11 +106,81 @@ async def ack(request: web.Request) -> web.Response:
     return json_response({"cursor": str(cursor)})
 
 
-class _WsAck(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    ack: str
+class _WsMessage(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    ack: str | None = None
+    auth: str | None = None
 
 
-_ws_ack = msgspec.json.Decoder(_WsAck)
+_ws_message = msgspec.json.Decoder(_WsMessage)
+_WS_USAGE = 'expected {"ack": "<cursor>"} or {"auth": "<access token>"}'
+
+
+class _Socket:
+    """One event socket: its provider, its token's expiry, its stream registration."""
+
+    def __init__(self, request: web.Request, client_id: str, stream: Stream, expires: int):
+        self.request = request
+        self.client_id = client_id
+        self.stream = stream
+        self.expires = expires
+        self.ws = web.WebSocketResponse(heartbeat=30.0)
+
+    async def handle(self, text: str) -> None:
+        """Answer one client message: an ack or a re-authentication."""
+        try:
+            message = _ws_message.decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            await self.ws.send_json({"error": _WS_USAGE})
+            return
+        try:
+            if message.auth is not None:
+                await self._reauthenticate(message.auth)
+            elif message.ack is not None:
+                await self._ack(message.ack)
+            else:
+                await self.ws.send_json({"error": _WS_USAGE})
+        except GatewayError as exc:  # a bad message answers on the socket, it does not close it
+            answer: dict[str, object] = {"error": exc.detail, "type": exc.type}
+            if "Retry-After" in exc.headers:
+                answer["retry_after"] = int(exc.headers["Retry-After"])
+            await self.ws.send_json(answer)
+
+    async def _ack(self, text: str) -> None:
+        # Rate-limited and audited as `POST /v1/events/ack` is.
+        request = self.request
+        await spend_limit(request, "events", f"provider:{self.client_id}")
+        cursor = parse_cursor(text, "ack")
+        if cursor is None:
+            raise ValidationFailed("`ack` must be a cursor.", field="ack")
+        try:
+            await request.app[EVENTS].ack(self.client_id, cursor)
+        except GatewayError as exc:
+            await audit_socket_ack(request, exc.status, exc.type)
+            raise
+        await audit_socket_ack(request, 200, None)
+
+    async def _reauthenticate(self, token: str) -> None:
+        principal, expires = await self.request.app[AUTHENTICATOR].authenticate_until(token)
+        if principal.client_id != self.client_id or "events" not in principal.scopes:
+            self.stream.end(CLOSE_AUTH_FAILED)
+            return
+        self.expires = expires
+        await self.ws.send_json({"auth": "ok", "expires_at": expires})
+
+    async def guard(self) -> None:
+        """Close the socket when its stream is ended or its token expires."""
+        while not self.ws.closed:
+            remaining = self.expires - time.time()
+            if remaining <= 0:
+                self.stream.end(CLOSE_TOKEN_EXPIRED)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self.stream.ended.wait(), max(0.0, min(remaining, EXPIRY_CHECK_S))
+                )
+            if self.stream.ended.is_set():
+                code = self.stream.close_code
+                await self.ws.close(code=code, message=_CLOSE_REASONS.get(code, b""))
+                return
 
 
 @routes.get("/v1/events/ws")
@@ -73,29 +188,33 @@ _ws_ack = msgspec.json.Decoder(_WsAck)
 async def stream(request: web.Request) -> web.StreamResponse:
     """A WebSocket of event pages `{events, next}`; the client sends `{"ack": cursor}`.
 
-    Unacknowledged events are sent again on the next connection (at least once).
+    Unacknowledged events are sent again on the next connection (at least once). The client
+    keeps the socket past its token's expiry by sending `{"auth": "<new access token>"}`.
     """
     client_id = provider(request)
+    token = bearer_token(request)
+    assert token is not None  # requires_scope authenticated it
+    _, expires = await request.app[AUTHENTICATOR].authenticate_until(token)
     queue = request.app[EVENTS]
-    ws = web.WebSocketResponse(heartbeat=30.0)
-    await ws.prepare(request)
-    sender = asyncio.get_running_loop().create_task(_send_pages(ws, queue, client_id))
-    try:
-        async for msg in ws:
-            if msg.type != WSMsgType.TEXT:
-                continue
-            try:
-                cursor = parse_cursor(_ws_ack.decode(msg.data).ack, "ack")
-                if cursor is not None:
-                    await queue.ack(client_id, cursor)
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                await ws.send_json({"error": 'expected {"ack": "<cursor>"}'})
-            except Exception as exc:  # a bad ack answers on the socket, it does not close it
-                await ws.send_json({"error": getattr(exc, "detail", "ack failed")})
-    finally:
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
+    with request.app[EVENT_STREAMS].open(client_id, socket=True) as registered:
+        socket = _Socket(request, client_id, registered, expires)
+        ws = socket.ws
+        await ws.prepare(request)
+        loop = asyncio.get_running_loop()
+        tasks = [
+            loop.create_task(_send_pages(ws, queue, client_id)),
+            loop.create_task(socket.guard()),
+        ]
+        try:
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    await socket.handle(msg.data)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     return ws
 
 

@@ -17,6 +17,7 @@ from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.egress import Egress
+from gateway.service.event_streams import EventStreams
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.interop_requests import InteropRequests
@@ -54,6 +55,7 @@ EGRESS_RESOLVER: web.AppKey[AbstractResolver] = web.AppKey("egress_resolver")
 
 # The message relay and its parts (gateway.app.relay_ctx).
 EVENTS = web.AppKey("events", EventQueue)
+EVENT_STREAMS = web.AppKey("event_streams", EventStreams)
 CONSENT = web.AppKey("consent", ConsentRegistry)
 PLATFORM = web.AppKey("platform", Platform)
 SANDBOX = web.AppKey("sandbox", SandboxPlatform)

@@ -60,7 +60,12 @@ class ProviderAuthenticator:
 
     async def authenticate(self, token: str) -> Principal:
         """The provider principal of `token`, or InvalidToken / ProviderSuspended."""
-        principal, _ = self._claims(token)
+        principal, _ = await self.authenticate_until(token)
+        return principal
+
+    async def authenticate_until(self, token: str) -> tuple[Principal, int]:
+        """`authenticate`, with the token's expiry (Unix seconds) for long-lived streams."""
+        principal, exp = self._claims(token)
         assert principal.client_id is not None
         state = await self._providers.state(principal.client_id)
         if state is None:
@@ -69,4 +74,4 @@ class ProviderAuthenticator:
             raise ProviderSuspended(
                 "This provider is suspended; no request of it is served until it is resumed."
             )
-        return principal
+        return principal, exp

@@ -1,10 +1,10 @@
 """Per-provider event queues (DESIGN §4.6): at-least-once, each provider apart from the others.
 
-Events are rows ordered by a global sequence; a provider's cursor is the sequence of the last
-event it has seen. An event leaves the queue only when acknowledged (pull, WebSocket) or pushed
-with a 2xx (webhook). Waiters are woken when a unit that appended for them commits, here or
-(through the store's `events` notification, `heard`) on another replica; they also poll, in
-case a notification was lost.
+Each provider's events are numbered 1, 2, 3... on their own (`gateway.store.events`); its
+cursor is the number of the last event it has seen. An event leaves the queue only when
+acknowledged (pull, WebSocket) or pushed with a 2xx (webhook). Waiters are woken when a unit
+that appended for them commits, here or (through the store's `events` notification, `heard`)
+on another replica; they also poll, in case a notification was lost.
 """
 
 from __future__ import annotations
@@ -16,19 +16,17 @@ from typing import Any
 
 import msgspec
 
+from gateway.clock import now_ms
 from gateway.errors import InvalidCursor
 from gateway.service.event_types import Event
 from gateway.service.periodic import wait_event
 from gateway.store import Store, Tx
+from gateway.store import events as stored
 
 _encoder = msgspec.json.Encoder()
 POLL_FALLBACK_S = 2.0
 # The topic of Store notifications that a provider has new events (payload: its client id).
 TOPIC = "events"
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def parse_cursor(text: str | None, field: str) -> int | None:
@@ -57,15 +55,10 @@ class EventQueue:
     async def append_in(self, tx: Tx, client_id: str, event: Event | dict[str, Any]) -> None:
         """Append inside a write unit: the event commits (and wakes readers) with its cause."""
         body = _encoder.encode(event)
-        type_ = event["type"] if isinstance(event, dict) else type(event).__struct_config__.tag
-        await tx.execute(
-            "INSERT INTO provider_events (client_id, type, body, created_at) "
-            "VALUES ($1, $2, $3, $4)",
-            client_id,
-            type_,
-            body.decode(),
-            now_ms(),
+        type_ = str(
+            event["type"] if isinstance(event, dict) else type(event).__struct_config__.tag
         )
+        await stored.append_event(tx, client_id, type_, body.decode(), now_ms())
         tx.on_commit(lambda: self._notify(client_id))
         tx.notify(TOPIC, client_id)
 
@@ -101,18 +94,11 @@ class EventQueue:
     async def read(self, client_id: str, after: int | None, limit: int) -> EventPage:
         """Events after `after` (default: the last ack), oldest first, at most `limit`."""
         start = after if after is not None else await self.acked(client_id)
-        rows = await self.store.fetch(
-            "SELECT seq, body FROM provider_events WHERE client_id = $1 AND seq > $2 "
-            "ORDER BY seq LIMIT $3",
-            client_id,
-            start,
-            limit,
-        )
+        rows = await stored.events_after(self.store, client_id, start, limit)
         events = [
-            msgspec.Raw(b'{"event_id":"%d",%s' % (row["seq"], row["body"].encode()[1:]))
-            for row in rows
+            msgspec.Raw(b'{"event_id":"%d",%s' % (row.seq, row.body.encode()[1:])) for row in rows
         ]
-        last = rows[-1]["seq"] if rows else start
+        last = rows[-1].seq if rows else start
         return EventPage(events=events, next=str(last))
 
     async def wait(
@@ -130,53 +116,24 @@ class EventQueue:
 
     async def acked(self, client_id: str) -> int:
         """The provider's acknowledged cursor (0 before its first ack)."""
-        value = await self.store.fetchval(
-            "SELECT acked FROM provider_event_cursors WHERE client_id = $1", client_id
-        )
-        return int(value or 0)
+        return await stored.acked_cursor(self.store, client_id)
 
     async def ack(self, client_id: str, cursor: int) -> None:
         """Drop the events up to `cursor`; a cursor past the newest event is refused."""
+        at = now_ms()
 
         async def unit(tx: Tx) -> None:
-            newest = await tx.fetchval(
-                "SELECT MAX(seq) FROM provider_events WHERE client_id = $1", client_id
-            )
-            acked = await tx.fetchval(
-                "SELECT acked FROM provider_event_cursors WHERE client_id = $1", client_id
-            )
-            if cursor > max(int(newest or 0), int(acked or 0)):
+            if not await stored.ack_events(tx, client_id, cursor, at):
                 raise InvalidCursor(
                     "The cursor is past the newest event of this provider.", field="$.cursor"
                 )
-            await tx.execute(
-                "DELETE FROM provider_events WHERE client_id = $1 AND seq <= $2",
-                client_id,
-                cursor,
-            )
-            await tx.execute(
-                "INSERT INTO provider_event_cursors (client_id, acked, updated_at) "
-                "VALUES ($1, $2, $3) ON CONFLICT (client_id) DO UPDATE SET "
-                "acked = CASE WHEN excluded.acked > provider_event_cursors.acked "
-                "THEN excluded.acked ELSE provider_event_cursors.acked END, "
-                "updated_at = excluded.updated_at",
-                client_id,
-                cursor,
-                now_ms(),
-            )
 
         await self.store.write("event_ack", unit)
 
     async def backlog(self, client_id: str) -> int:
         """How many events wait for this provider."""
-        return int(
-            await self.store.fetchval(
-                "SELECT COUNT(*) FROM provider_events WHERE client_id = $1", client_id
-            )
-            or 0
-        )
+        return await stored.count_backlog(self.store, client_id)
 
     async def pending_clients(self) -> list[str]:
         """Providers with events waiting (for the webhook pusher)."""
-        rows = await self.store.fetch("SELECT DISTINCT client_id FROM provider_events")
-        return [row["client_id"] for row in rows]
+        return await stored.providers_with_events(self.store)

@@ -15,8 +15,12 @@ import structlog
 from prometheus_client import Gauge
 
 from gateway import metrics
+from gateway.clock import now_ms
 from gateway.service.periodic import Periodic
-from gateway.store import Row, Store
+from gateway.store import Store, events, stats
+from gateway.store.stats import existing_tables
+
+__all__ = ["GaugeRefresher", "Probe", "default_probes", "existing_tables"]
 
 log = structlog.get_logger(__name__)
 
@@ -26,62 +30,40 @@ def _age_s(now_ms: int, then_ms: int | None) -> float:
 
 
 async def _outbox(store: Store, now_ms: int) -> None:
-    row = await store.fetchrow(
-        "SELECT COUNT(*) AS depth, MIN(created_at) AS oldest FROM relay_outbox"
-    )
-    assert row is not None
-    metrics.OUTBOX_DEPTH.set(row["depth"])
-    metrics.OUTBOX_OLDEST_AGE.set(_age_s(now_ms, row["oldest"]))
+    outbox = await stats.outbox_depth(store)
+    metrics.OUTBOX_DEPTH.set(outbox.depth)
+    metrics.OUTBOX_OLDEST_AGE.set(_age_s(now_ms, outbox.oldest_at))
 
 
-def _per_provider(gauge: Gauge, rows: list[Row], column: str) -> None:
+def _per_provider(gauge: Gauge, values: dict[str, int]) -> None:
     # Clear and set with no await between: a scrape never sees a half-filled family.
     gauge.clear()
-    for row in rows:
-        gauge.labels(row["client_id"]).set(row[column])
+    for client_id, value in values.items():
+        gauge.labels(client_id).set(value)
 
 
 async def _events(store: Store, now_ms: int) -> None:
-    rows = await store.fetch(
-        # Acknowledged events are deleted: what is left is the backlog.
-        "SELECT client_id, COUNT(*) AS backlog FROM provider_events GROUP BY client_id"
-    )
-    _per_provider(metrics.EVENTS_BACKLOG, rows, "backlog")
+    _per_provider(metrics.EVENTS_BACKLOG, await events.backlog_per_provider(store))
 
 
 async def _one_time_keys(store: Store, now_ms: int) -> None:
-    # Claimed keys are deleted, so what is left per user is what can still be claimed.
-    rows = await store.fetch(
-        "SELECT client_id, MIN(remaining) AS low FROM ("
-        " SELECT i.client_id AS client_id, COUNT(k.key_id) AS remaining"
-        " FROM e2ee_identities i LEFT JOIN e2ee_one_time_keys k ON k.user_uri = i.user_uri"
-        " GROUP BY i.client_id, i.user_uri) per_user GROUP BY client_id"
-    )
-    _per_provider(metrics.ONE_TIME_KEYS_LOW_WATER, rows, "low")
+    _per_provider(metrics.ONE_TIME_KEYS_LOW_WATER, await stats.one_time_keys_low_water(store))
 
 
 def _audit(chain_id: str) -> Callable[[Store, int], Awaitable[None]]:
     # This replica's own chain: a replica whose checkpointer is stuck shows, even while the
     # others keep theirs fresh.
     async def run(store: Store, now_ms: int) -> None:
-        newest = await store.fetchval(
-            "SELECT MAX(at) FROM audit_checkpoints WHERE chain_id = $1", chain_id
-        )
+        newest = await stats.newest_checkpoint_at(store, chain_id)
         metrics.AUDIT_CHECKPOINT_AGE.set(_age_s(now_ms, newest))
 
     return run
 
 
 async def _interop_requests(store: Store, now_ms: int) -> None:
-    row = await store.fetchrow(
-        "SELECT COUNT(*) AS open,"
-        " COALESCE(SUM(CASE WHEN deadline_at < $1 THEN 1 ELSE 0 END), 0) AS overdue"
-        " FROM interop_requests WHERE status = 'received'",
-        now_ms,
-    )
-    assert row is not None
-    metrics.INTEROP_REQUESTS_OPEN.set(row["open"])
-    metrics.INTEROP_REQUESTS_OVERDUE.set(row["overdue"])
+    requests = await stats.open_interop_requests(store, now_ms)
+    metrics.INTEROP_REQUESTS_OPEN.set(requests.open)
+    metrics.INTEROP_REQUESTS_OVERDUE.set(requests.overdue)
 
 
 @dataclass(frozen=True)
@@ -108,18 +90,6 @@ def default_probes(chain_id: str) -> tuple[Probe, ...]:
     )
 
 
-async def existing_tables(store: Store) -> set[str]:
-    """Names of the tables in the store's schema."""
-    if store.dialect == "sqlite":
-        rows = await store.fetch("SELECT name FROM sqlite_master WHERE type = 'table'")
-    else:
-        rows = await store.fetch(
-            "SELECT table_name AS name FROM information_schema.tables"
-            " WHERE table_schema = current_schema()"
-        )
-    return {row["name"] for row in rows}
-
-
 class GaugeRefresher:
     """Refreshes the database-state gauges every `interval_s` seconds until stopped."""
 
@@ -132,12 +102,12 @@ class GaugeRefresher:
     async def refresh(self) -> None:
         """Run every probe whose tables exist once; log (once per streak) the ones that fail."""
         tables = await existing_tables(self._store)
-        now_ms = int(time.time() * 1000)
+        now = now_ms()
         for probe in self._probes:
             if not probe.tables <= tables:
                 continue
             try:
-                await probe.run(self._store, now_ms)
+                await probe.run(self._store, now)
             except Exception:  # one broken probe must not blind the others
                 if probe.name not in self._failing:
                     log.exception("gauge_probe_failed", probe=probe.name)

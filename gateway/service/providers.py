@@ -44,6 +44,8 @@ class ProviderRegistry:
         self._clock = clock
         # client_id -> (state or None when unknown, monotonic time it was read)
         self._states: dict[str, tuple[ProviderState | None, float]] = {}
+        # Called with the client id (None: maybe anyone) after a state change here or elsewhere.
+        self.listeners: list[Callable[[str | None], None]] = []
 
     async def get(self, client_id: str) -> ProviderRecord | None:
         """The provider and its JWKS, straight from storage."""
@@ -91,6 +93,11 @@ class ProviderRegistry:
             self._states.clear()
         else:
             self.forget(client_id)
+        self._tell(client_id)
+
+    def _tell(self, client_id: str | None) -> None:
+        for listener in self.listeners:
+            listener(client_id)
 
     async def suspend(self, client_id: str, *, actor: str, reason: str | None) -> Provider:
         """Suspend the provider: every request of it fails from now on (Art. 7(9))."""
@@ -122,7 +129,7 @@ class ProviderRegistry:
                 reason=reason,
                 at=now,
             )
-            tx.on_commit(lambda: self.forget(client_id))
+            tx.on_commit(lambda: self.heard(client_id))
             tx.notify(TOPIC, client_id)
 
         await self._store.write(f"provider_{state}", unit)

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from gateway.config import BucketConfig
 from gateway.store import Store
+from gateway.store import ratelimit as buckets
 
 
 class RateLimiter(Protocol):
@@ -54,35 +55,15 @@ class MemoryRateLimiter:
             self._buckets.clear()
 
 
-# One statement: refill by the time elapsed on the database's clock (replicas' clocks may
-# differ), spend a token if there is one, and say whether it did. A new bucket starts full.
-_REFILLED = "LEAST($2, b.tokens + GREATEST(excluded.at - b.at, 0) * $3 / 1000.0)"
-TAKE_SQL = (
-    "WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) "
-    "INSERT INTO rate_buckets AS b (key, tokens, at, allowed) "
-    "SELECT $1, $2 - 1, clock.ms, 1 FROM clock "
-    "ON CONFLICT (key) DO UPDATE SET "
-    f"tokens = {_REFILLED} - CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END, "
-    "at = GREATEST(b.at, excluded.at), "
-    f"allowed = CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END "
-    "RETURNING tokens, allowed"
-)
-SWEEP_SQL = (
-    "DELETE FROM rate_buckets "
-    "WHERE at < (extract(epoch FROM clock_timestamp()) * 1000)::bigint - $1"
-)
-
-
 class SharedRateLimiter:
     """Token buckets in PostgreSQL (`rate_buckets`), shared by every replica.
 
     A token bucket rather than a fixed-window counter: the same semantics as one process
     (bursts up to `burst`, then `rate_per_s`), and no double burst at a window's edge; it
     costs a float and a timestamp per key instead of a counter. Each take is one
-    INSERT .. ON CONFLICT DO UPDATE on a pooled connection (~one round trip), outside the
-    group commit: bucket state needs no durability (the table is UNLOGGED) and would
-    otherwise take a place in the single writer's queue on every request. Concurrent takes of
-    one key queue on its row lock for microseconds; different keys never meet.
+    statement on a pooled connection (~one round trip), outside the group commit (see
+    `gateway.store.ratelimit`). Concurrent takes of one key queue on its row lock for
+    microseconds; different keys never meet.
     """
 
     def __init__(self, store: Store, *, sweep_every_s: float = 600.0, idle_ms: int = 3_600_000):
@@ -92,22 +73,19 @@ class SharedRateLimiter:
         self._swept = time.monotonic()
 
     async def take(self, key: str, bucket: BucketConfig) -> float:
-        row = await self._store.fetchrow(
-            TAKE_SQL, key, float(bucket.burst), float(bucket.rate_per_s)
-        )
-        assert row is not None
+        taken = await buckets.take_token(self._store, key, bucket.burst, bucket.rate_per_s)
         if time.monotonic() - self._swept >= self._sweep_every_s:
             self._swept = time.monotonic()
             # An idle bucket is full again: forgetting it changes nothing.
-            await self._store.fetchval(SWEEP_SQL, self._idle_ms)
-        if row["allowed"]:
+            await buckets.forget_idle_buckets(self._store, self._idle_ms)
+        if taken.allowed:
             return 0.0
-        return (1.0 - float(row["tokens"])) / bucket.rate_per_s
+        return (1.0 - taken.tokens) / bucket.rate_per_s
 
 
 def rate_limiter(store: Store) -> RateLimiter:
     """Shared buckets where replicas share the database (PostgreSQL), else this process's."""
-    return MemoryRateLimiter() if store.dialect == "sqlite" else SharedRateLimiter(store)
+    return SharedRateLimiter(store) if buckets.buckets_in_database(store) else MemoryRateLimiter()
 
 
 def retry_after_s(wait: float) -> int:

@@ -24,6 +24,7 @@ import structlog
 from gateway import metrics
 from gateway.config import RelayConfig
 from gateway.service.egress import DestinationRefused, Egress
+from gateway.service.event_streams import EventStreams
 from gateway.service.events import EventQueue
 from gateway.service.periodic import wait_event
 from gateway.service.providers import WebhookTarget
@@ -55,8 +56,10 @@ class WebhookPusher:
         targets: WebhookTargets,
         config: RelayConfig,
         egress: Egress,
+        streams: EventStreams,
     ) -> None:
         self.queue = queue
+        self.streams = streams
         self.targets = targets
         self.config = config
         self.egress = egress
@@ -66,10 +69,17 @@ class WebhookPusher:
         self._not_before: dict[str, tuple[float, int]] = {}
         self._task: asyncio.Task[None] | None = None
         queue.listeners.append(self._appended)
+        streams.listeners.append(self._suspended)
 
     def _appended(self, client_id: str) -> None:
         self._pending.add(client_id)
         self._wakeup.set()
+
+    def _suspended(self, client_id: str) -> None:
+        # A push under way stops at once; later ones check the provider's state first.
+        task = self._busy.get(client_id)
+        if task is not None:
+            task.cancel()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="webhook-push")
@@ -113,8 +123,8 @@ class WebhookPusher:
     async def _push(self, client_id: str) -> None:
         try:
             target = await self.targets(client_id)
-            if target is None:
-                return
+            if target is None or not await self.streams.active(client_id):
+                return  # suspended: its events wait in the queue until it is resumed
             page = await self.queue.read(client_id, None, self.config.push_batch)
             if not page.events:
                 return

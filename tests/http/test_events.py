@@ -5,13 +5,32 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
+import pytest
 from aiohttp import WSMsgType
 
+from gateway.app import create_app
+from gateway.config import Config
 from tests.conftest import admin_headers
+from tests.http import providers
 from tests.http.providers import provider_headers
 from tests.http.relay_support import ThirdPartyUser, pull, sandbox_user
 from tests.http.test_messages import TEXT, problem
-from tests.http.test_relay_roundtrip import rclient  # noqa: F401 (fixture)
+
+
+def fast_backend_config(backend_config: Config) -> Config:
+    """`backend_config` with deliveries retried within tens of milliseconds."""
+    relay = msgspec.structs.replace(
+        backend_config.relay, retry_base_s=0.02, retry_max_s=0.1, poll_interval_s=0.2
+    )
+    return msgspec.structs.replace(backend_config, relay=relay)
+
+
+@pytest.fixture
+async def rclient(backend_config: Config, aiohttp_client: Any) -> Any:
+    """A relay client acting as providers, once per storage backend."""
+    app = create_app(fast_backend_config(backend_config))
+    return await aiohttp_client(providers.act_as_providers(app))
 
 
 async def sandbox_says(client: Any, peer: str, to: str) -> str:
@@ -32,7 +51,7 @@ async def two_providers(client: Any) -> tuple[str, ThirdPartyUser, ThirdPartyUse
     return peer, alice, bob
 
 
-async def test_pull_ack_and_redelivery_until_acked(rclient: Any) -> None:  # noqa: F811
+async def test_pull_ack_and_redelivery_until_acked(rclient: Any) -> None:
     client = rclient
     peer, alice, _bob = await two_providers(client)
     first = await sandbox_says(client, peer, alice.uri)
@@ -55,7 +74,7 @@ async def test_pull_ack_and_redelivery_until_acked(rclient: Any) -> None:  # noq
     assert empty == {"events": [], "next": page2["next"]}
 
 
-async def test_long_poll_wakes_on_a_new_event(rclient: Any) -> None:  # noqa: F811
+async def test_long_poll_wakes_on_a_new_event(rclient: Any) -> None:
     client = rclient
     peer, alice, _ = await two_providers(client)
     waiting = asyncio.ensure_future(pull(client, "acme", wait=5))
@@ -68,7 +87,7 @@ async def test_long_poll_wakes_on_a_new_event(rclient: Any) -> None:  # noqa: F8
     assert asyncio.get_running_loop().time() - started < 1.0
 
 
-async def test_a_slow_consumer_does_not_hold_up_another(rclient: Any) -> None:  # noqa: F811
+async def test_a_slow_consumer_does_not_hold_up_another(rclient: Any) -> None:
     client = rclient
     peer, alice, bob = await two_providers(client)
     for _ in range(5):
@@ -77,7 +96,7 @@ async def test_a_slow_consumer_does_not_hold_up_another(rclient: Any) -> None:  
     assert [e["id"] for e in (await pull(client, "globex"))["events"]] == [message_id]
 
 
-async def test_malformed_cursors_and_parameters(rclient: Any) -> None:  # noqa: F811
+async def test_malformed_cursors_and_parameters(rclient: Any) -> None:
     client = rclient
     headers = provider_headers("acme")
     for params, field in (
@@ -102,7 +121,7 @@ async def test_malformed_cursors_and_parameters(rclient: Any) -> None:  # noqa: 
     await problem(await client.get("/v1/events"), 401, "/problems/unauthorized")
 
 
-async def test_websocket_streams_and_acks(rclient: Any) -> None:  # noqa: F811
+async def test_websocket_streams_and_acks(rclient: Any) -> None:
     client = rclient
     peer, alice, _ = await two_providers(client)
     early = await sandbox_says(client, peer, alice.uri)
@@ -121,7 +140,7 @@ async def test_websocket_streams_and_acks(rclient: Any) -> None:  # noqa: F811
     await problem(response, 403, "/problems/insufficient-scope")
 
 
-async def test_websocket_closes_cleanly(rclient: Any) -> None:  # noqa: F811
+async def test_websocket_closes_cleanly(rclient: Any) -> None:
     client = rclient
     async with client.ws_connect("/v1/events/ws", headers=provider_headers("acme")) as ws:
         await ws.close()

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from gateway.app import create_app
+from gateway.config import Config
+from gateway.http.keys import STORE
 from gateway.service.providers import WebhookTarget
+from gateway.store.events import count_backlog
+from tests.conftest import admin_headers
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, eventually, pull, sandbox_user
-from tests.http.test_events import sandbox_says
-from tests.http.test_relay_roundtrip import fast_config
+from tests.http.test_events import fast_backend_config, sandbox_says
+from tests.onboarding_helpers import register_provider
 
 SECRET = "whsec-test-0123456789"
 
@@ -28,9 +32,14 @@ class FakeProvider:
         self.up = False
         self.batches: list[dict[str, Any]] = []
         self.refused = 0
+        self.held = 0
+        self.release: asyncio.Event | None = None  # set: requests wait for it
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.release is not None:
+            self.held += 1
+            await self.release.wait()
         header = request.headers["X-Interop-Signature"]
         parts = dict(item.split("=", 1) for item in header.split(","))
         mac = hmac.new(SECRET.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
@@ -46,7 +55,7 @@ class FakeProvider:
 
 
 @pytest.fixture
-async def setup(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any:
+async def setup(backend_config: Config, aiohttp_client: Any, aiohttp_server: Any) -> Any:
     fake = FakeProvider()
     server_app = web.Application()
     server_app.router.add_post("/hook", fake.handle)
@@ -57,9 +66,11 @@ async def setup(aiohttp_client: Any, aiohttp_server: Any, tmp_path: Path) -> Any
             return None
         return WebhookTarget(url=str(server.make_url("/hook")), secret=SECRET)
 
-    app = create_app(fast_config(tmp_path / "data"), fake_provider_webhooks=targets)
+    app = create_app(fast_backend_config(backend_config), fake_provider_webhooks=targets)
     providers.act_as_providers(app)
-    return await aiohttp_client(app), fake
+    client = await aiohttp_client(app)
+    await register_provider(app, "acme")  # a provider with a webhook is registered
+    return client, fake
 
 
 async def test_events_wait_while_the_webhook_is_down_then_arrive_once(setup: Any) -> None:
@@ -101,3 +112,36 @@ async def test_a_provider_without_webhook_keeps_pulling(setup: Any) -> None:
     page = await pull(client, "globex")
     assert [e["id"] for e in page["events"]] == [message_id]
     assert fake.batches == []
+
+
+async def test_suspension_stops_pushes_until_resumed(setup: Any) -> None:
+    client, fake = setup
+    fake.up = True
+    peer = await sandbox_user(client, "whatsapp", "4915100000044")
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    fake.release = asyncio.Event()
+    first = await sandbox_says(client, peer, alice.uri)
+
+    async def in_flight() -> bool:
+        return fake.held >= 1
+
+    await eventually(in_flight)
+    await admin_post(client, "/admin/v1/providers/acme/suspend")
+    second = await sandbox_says(client, peer, alice.uri)
+    fake.release.set()  # the push under way was cancelled: its 2xx acknowledges nothing
+    await asyncio.sleep(0.8)  # several poll intervals
+    assert fake.held == 1  # no push while suspended
+    assert await count_backlog(client.app[STORE], "acme") == 2
+    await admin_post(client, "/admin/v1/providers/acme/resume")
+
+    async def both() -> list[str] | None:
+        ids = fake.message_ids()
+        return ids if first in ids and second in ids else None
+
+    await eventually(both)
+
+
+async def admin_post(client: Any, path: str) -> None:
+    response = await client.post(path, json={"reason": "test"}, headers=admin_headers())
+    assert response.status == 200, await response.text()

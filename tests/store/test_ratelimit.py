@@ -1,0 +1,35 @@
+"""gateway.store.ratelimit: buckets shared in PostgreSQL; SQLite keeps them in memory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from gateway.store import Store, open_store
+from gateway.store import ratelimit as buckets
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[Store]:
+    opened = await open_store(store_url, pool_size=4)
+    yield opened
+    await opened.close()
+
+
+async def test_where_buckets_live(store: Store) -> None:
+    assert buckets.buckets_in_database(store) == (store.dialect == "postgres")
+
+
+async def test_a_bucket_spends_its_burst_then_refuses(postgres_url: str) -> None:
+    store = await open_store(postgres_url, pool_size=2)
+    try:
+        takes = [await buckets.take_token(store, "k", 3, 0.001) for _ in range(4)]
+        assert [t.allowed for t in takes] == [True, True, True, False]
+        assert takes[-1].tokens < 1
+        assert (await buckets.take_token(store, "other", 3, 0.001)).allowed
+        await buckets.forget_idle_buckets(store, -60_000)  # every bucket counts as idle
+        # Forgotten buckets start full again.
+        assert (await buckets.take_token(store, "k", 3, 0.001)).allowed
+    finally:
+        await store.close()
