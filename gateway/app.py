@@ -73,7 +73,7 @@ from gateway.service.authn import ProviderAuthenticator
 from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.egress import DestinationPolicy, Egress
-from gateway.service.event_streams import MAX_SOCKETS, EventStreams
+from gateway.service.event_streams import EventStreams
 from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
@@ -202,7 +202,9 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     app[EVENTS] = queue = EventQueue(store)
     await store.subscribe(events_topic, queue.heard)
-    app[EVENT_STREAMS] = streams = EventStreams(app[PROVIDERS].state, max_sockets=MAX_SOCKETS)
+    app[EVENT_STREAMS] = streams = EventStreams(
+        app[PROVIDERS].state, max_sockets=app[CONFIG].relay.max_sockets_per_provider
+    )
     app[PROVIDERS].listeners.append(streams.changed)
     app[CONSENT] = consent = ConsentRegistry(store, queue)
     config = app[CONFIG]

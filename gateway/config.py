@@ -129,6 +129,8 @@ class RelayConfig(_Section, frozen=True):
     # Webhook push to providers.
     push_timeout_s: PositiveFloat = 10.0
     push_batch: Positive = 100
+    # Event WebSockets one provider may hold open on one replica; the next is a 409.
+    max_sockets_per_provider: Positive = 8
 
 
 class WebhooksConfig(_Section, frozen=True):

@@ -35,6 +35,8 @@ BENCH_ENV = {
     "GATEWAY_AUTH__ACCESS_TOKEN_TTL_S": "3600",
     "GATEWAY_RELAY__MAX_PROVIDER_BACKLOG": "100000000",
     "GATEWAY_RELAY__MAX_OUTBOX": "100000000",
+    # The idle-subscriber figure opens thousands of sockets as one provider.
+    "GATEWAY_RELAY__MAX_SOCKETS_PER_PROVIDER": "100000000",
     **{
         f"GATEWAY_LIMITS__{cls}__{key}": _UNLIMITED
         for cls in ("MESSAGES", "EVENTS", "KEYS", "DEFAULT", "INTAKE", "TOKEN")

@@ -16,6 +16,7 @@ from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, eventually, pull, sandbox_user
 from tests.http.test_events import sandbox_says
 from tests.http.test_relay_roundtrip import fast_config
+from tests.onboarding_helpers import register_provider
 
 
 async def pushing_client(
@@ -44,7 +45,9 @@ async def pushing_client(
         )
     )
     providers.act_as_providers(app)
-    return await aiohttp_client(app), received
+    client = await aiohttp_client(app)
+    await register_provider(app, "acme")  # pushes go only to registered, active providers
+    return client, received
 
 
 async def message_to_acme(client: Any, number: str) -> str:
