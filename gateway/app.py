@@ -16,7 +16,7 @@ from gateway.config import Config, parse_listen
 from gateway.http import (
     audit,
     events,
-    key_directory,
+    key_routes,
     media,
     messages,
     oauth,
@@ -25,9 +25,7 @@ from gateway.http import (
     platform_webhook,
     sandbox,
 )
-from gateway.http.auth import auth_middleware
-from gateway.http.edge import body_timeout_middleware, forwarded_middleware
-from gateway.http.keys import (
+from gateway.http.app_keys import (
     ACCESS_TOKENS,
     ADMIN_TOKEN,
     AUDIT_LOG,
@@ -58,6 +56,8 @@ from gateway.http.keys import (
     UPLINK,
     WEBHOOK_PUSHER,
 )
+from gateway.http.auth import auth_middleware
+from gateway.http.edge import body_timeout_middleware, forwarded_middleware
 from gateway.http.lifecycle import log_shutdown
 from gateway.http.middlewares import (
     problem_middleware,
@@ -78,7 +78,7 @@ from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
 from gateway.service.interop_requests import InteropRequests
-from gateway.service.keys import KeyDirectory
+from gateway.service.key_directory import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.offer import build_offer
 from gateway.service.payload_seal import PayloadSealer
@@ -376,7 +376,7 @@ def create_app(
     app.add_routes(onboarding.routes)
     app.add_routes(oauth.routes)
     app.add_routes(audit.routes)
-    app.add_routes(key_directory.routes)
+    app.add_routes(key_routes.routes)
     app.add_routes(media.routes)
     app.add_routes(messages.routes)
     app.add_routes(events.routes)

@@ -207,7 +207,7 @@ class Demo:
 
     async def wanda_opens(self, native: dict[str, Any]) -> None:
         """Wanda's client fetches the ciphertext and decrypts it with the key from the message."""
-        from gateway.http.keys import MEDIA
+        from gateway.http.app_keys import MEDIA
 
         content = TRANSLATORS["whatsapp"].native_to_content(native)
         part = content.nested_part

@@ -7,7 +7,7 @@ import socket
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.http.keys import EGRESS_RESOLVER
+from gateway.http.app_keys import EGRESS_RESOLVER
 
 # Names the tests register as webhook hosts: a public address (the TEST-NET documentation
 # ranges are not global, so the policy refuses them) and loopback.

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
-from gateway.http.keys import ACCESS_TOKENS, CONFIG, STORE
+from gateway.http.app_keys import ACCESS_TOKENS, CONFIG, STORE
 from gateway.service.scopes import SCOPES
 from gateway.store import Tx
 from tests.conftest import admin_headers

@@ -11,7 +11,7 @@ from gateway.platforms.base import Inbound, Uplink
 from gateway.platforms.ingress import Ingress
 from gateway.platforms.sandbox import SandboxPlatform
 from gateway.service.delivery import DeliveryWorker
-from gateway.service.keys import KeyDirectory
+from gateway.service.key_directory import KeyDirectory
 from gateway.service.relay import Relay
 from tests.service.fakes import RecordingAudit, RecordingQueue, no_platform_users
 

@@ -11,8 +11,8 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.errors import ValidationFailed
+from gateway.http.app_keys import AUDIT, AUDIT_LOG, AUDIT_SIGNER, CONFIG, STORE
 from gateway.http.guards import principal, require_admin
-from gateway.http.keys import AUDIT, AUDIT_LOG, AUDIT_SIGNER, CONFIG, STORE
 from gateway.http.middlewares import REQUEST_ID, Handler, route_template
 from gateway.http.problem import PROBLEM_CONTENT_TYPE
 from gateway.service.audit.actions import UNMATCHED, action_for

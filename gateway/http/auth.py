@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from gateway.errors import InsufficientScope, RateLimited, Unauthorized
+from gateway.http.app_keys import AUTHENTICATOR, CONFIG, PRINCIPAL, RATE_LIMITER
 from gateway.http.guards import bearer_token
-from gateway.http.keys import AUTHENTICATOR, CONFIG, PRINCIPAL, RATE_LIMITER
 from gateway.service.principal import Principal
 from gateway.service.ratelimit import retry_after_s
 from gateway.service.scopes import SCOPES

@@ -16,7 +16,7 @@ from gateway.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from gateway.http.keys import AUDIT, CONFIG
+from gateway.http.app_keys import AUDIT, CONFIG
 
 T = TypeVar("T")
 

@@ -17,11 +17,11 @@ import msgspec
 from aiohttp import WSMsgType, web
 
 from gateway.errors import GatewayError, ProviderSuspended, ValidationFailed
+from gateway.http.app_keys import AUTHENTICATOR, EVENT_STREAMS, EVENTS
 from gateway.http.audit import audit_socket_ack
 from gateway.http.auth import requires_scope, spend_limit
 from gateway.http.body import decode_json, json_response
 from gateway.http.guards import bearer_token
-from gateway.http.keys import AUTHENTICATOR, EVENT_STREAMS, EVENTS
 from gateway.http.messages import provider
 from gateway.service.event_streams import (
     CLOSE_AUTH_FAILED,

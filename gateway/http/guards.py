@@ -7,7 +7,7 @@ import hmac
 from aiohttp import web
 
 from gateway.errors import Unauthorized
-from gateway.http.keys import ADMIN_TOKEN, PRINCIPAL
+from gateway.http.app_keys import ADMIN_TOKEN, PRINCIPAL
 from gateway.service.principal import ADMIN, ANONYMOUS, Principal
 
 

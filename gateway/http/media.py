@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator, Iterable
 from aiohttp import web
 
 from gateway.errors import UnsupportedMediaType
+from gateway.http.app_keys import AUDIT, AUDIT_LOG, MEDIA
 from gateway.http.auth import requires_scope
 from gateway.http.body import json_response
-from gateway.http.key_directory import require_provider
-from gateway.http.keys import AUDIT, AUDIT_LOG, MEDIA
+from gateway.http.key_routes import require_provider
 from gateway.service.media import MediaAudit
 from gateway.store import Tx
 

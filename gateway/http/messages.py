@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.errors import UnknownRecipient
+from gateway.http.app_keys import AUDIT, AUDIT_LOG, REACH, RELAY
 from gateway.http.auth import current_provider, requires_scope
 from gateway.http.body import decode_json, json_response
-from gateway.http.keys import AUDIT, AUDIT_LOG, REACH, RELAY
 from gateway.service.relay import AuditHook
 from gateway.service.relay_types import (
     Accepted,

@@ -12,9 +12,9 @@ from aiohttp import web
 
 from gateway import metrics
 from gateway.errors import OAuthError
+from gateway.http.app_keys import ACCESS_TOKENS, TOKEN_ENDPOINT
 from gateway.http.auth import public
 from gateway.http.body import json_response, read_body
-from gateway.http.keys import ACCESS_TOKENS, TOKEN_ENDPOINT
 
 routes = web.RouteTableDef()
 

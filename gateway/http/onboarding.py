@@ -9,10 +9,10 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway.errors import Unauthorized, ValidationFailed
+from gateway.http.app_keys import ACCESS_TOKENS, INTEROP_REQUESTS, PROVIDERS
 from gateway.http.auth import authenticate_provider, current_provider, public, requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.http.guards import bearer_token, require_admin
-from gateway.http.keys import ACCESS_TOKENS, INTEROP_REQUESTS, PROVIDERS
 from gateway.service.interop_requests import (
     REQUEST_STATUSES,
     Decision,

@@ -9,9 +9,9 @@ import prometheus_client
 from aiohttp import web
 
 from gateway.errors import NotFound, Unauthorized, Unavailable
+from gateway.http.app_keys import CONFIG, OFFER, STORE
 from gateway.http.body import json_response
 from gateway.http.guards import bearer_token
-from gateway.http.keys import CONFIG, OFFER, STORE
 from gateway.http.middlewares import problem_middleware
 from gateway.store import StoreError
 

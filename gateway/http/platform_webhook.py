@@ -5,8 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.errors import NotFound
+from gateway.http.app_keys import CONFIG, INGRESS
 from gateway.http.body import json_response, read_body, require_json
-from gateway.http.keys import CONFIG, INGRESS
 from gateway.platforms.ingress import Ingress, verify_subscription
 
 routes = web.RouteTableDef()

@@ -9,9 +9,9 @@ from aiohttp import web
 from msgspec import Meta
 
 from gateway.errors import NotFound, ValidationFailed
+from gateway.http.app_keys import SANDBOX
 from gateway.http.body import decode_json, json_response
 from gateway.http.guards import require_admin
-from gateway.http.keys import SANDBOX
 from gateway.platforms.sandbox import SandboxPlatform
 
 routes = web.RouteTableDef()

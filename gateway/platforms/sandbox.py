@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import functools
 import random
-import time
 import uuid
 from typing import Any, Literal
 
 import msgspec
 import structlog
 
+from gateway.clock import now_ms
 from gateway.content import ContentError, content_from_json
 from gateway.crypto import DecryptionFailed, OlmCiphertext, OlmParty
 from gateway.errors import Conflict, ContentRejected, NotFound, UnknownRecipient, ValidationFailed
@@ -52,10 +52,6 @@ log = structlog.get_logger(__name__)
 
 # Tries at an Olm account another replica keeps changing, before giving up for now.
 ACCOUNT_ATTEMPTS = 20
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class SandboxPlatform:

@@ -9,12 +9,12 @@ from typing import Any
 import msgspec
 
 from gateway.crypto import OlmParty
-from gateway.http.keys import GAUGES
+from gateway.http.app_keys import GAUGES
 from tests.conftest import admin_headers
 from tests.deploy.catalogue import catalogue_names, catalogued, exposed_names
 from tests.http.relay_support import eventually
 from tests.onboarding_helpers import new_key, onboard, post_token
-from tests.test_shutdown import text_content
+from tests.system.test_shutdown import text_content
 
 
 async def test_every_catalogue_metric_is_exposed(client: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.test_serve import free_port, wait_until_up
+from tests.system.test_serve import free_port, wait_until_up
 
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 EXECUTABLE = {"sh", "python"}

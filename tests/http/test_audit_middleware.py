@@ -14,8 +14,8 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.errors import Conflict
+from gateway.http.app_keys import AUDIT, AUDIT_LOG, STORE
 from gateway.http.body import decode_json, json_response
-from gateway.http.keys import AUDIT, AUDIT_LOG, STORE
 from gateway.service.audit.records import GENESIS, chain_hash, record_from_row
 from gateway.store import Tx
 from tests.conftest import ADMIN_TOKEN, admin_headers

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.http.keys import AUDIT_SIGNER, STORE
+from gateway.http.app_keys import AUDIT_SIGNER, STORE
 from gateway.service.audit.checkpoints import keyring, parse_public_key
 from gateway.service.audit.verify import verify_database, verify_export
 from gateway.store import open_store

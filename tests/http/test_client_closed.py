@@ -8,7 +8,7 @@ from typing import Any
 from structlog.testing import capture_logs
 
 from gateway import metrics
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 
 ROUTE = "/v1/interop-requests"
 

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from tests.conftest import admin_headers
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, events_of, eventually, inbox, sandbox_user

@@ -12,7 +12,7 @@ from aiohttp import WSMsgType
 
 from gateway.app import create_app
 from gateway.config import BucketConfig, Config
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from gateway.service.event_streams import (
     CLOSE_AUTH_FAILED,
     CLOSE_SUSPENDED,

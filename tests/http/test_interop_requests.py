@@ -10,7 +10,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.http.keys import EGRESS_RESOLVER, STORE
+from gateway.http.app_keys import EGRESS_RESOLVER, STORE
 from tests.conftest import admin_headers, assert_problem
 from tests.egress_helpers import TEST_HOSTS, StaticResolver
 from tests.onboarding_helpers import decide, new_key, request_status, submit_request

@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from gateway.crypto import OlmParty, decrypt_media, encrypt_media
-from gateway.http.keys import CONSENT, MEDIA, STORE
+from gateway.http.app_keys import CONSENT, MEDIA, STORE
 from tests.conftest import assert_problem
 from tests.http.providers import provider_headers
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from tests.conftest import admin_headers, assert_problem
 from tests.http.providers import provider_headers
 from tests.http.relay_support import (

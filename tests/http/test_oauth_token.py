@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.config import Config
-from gateway.http.keys import STORE, TOKEN_ENDPOINT
+from gateway.http.app_keys import STORE, TOKEN_ENDPOINT
 from tests.conftest import admin_headers
 from tests.onboarding_helpers import (
     ASSERTION_TYPE,

@@ -27,7 +27,7 @@ async def test_healthz_and_readyz(backend_client: Any) -> None:
 
 
 async def test_readyz_is_503_when_storage_is_gone(backend_client: Any) -> None:
-    from gateway.http.keys import STORE
+    from gateway.http.app_keys import STORE
 
     client = backend_client
     await client.app[STORE].close()

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from gateway.clock import now_ms
-from gateway.http.keys import DELIVERY, STORE
+from gateway.http.app_keys import DELIVERY, STORE
 from gateway.service.payload_seal import GRACE_EPOCHS, PayloadSealer, PayloadUnreadable
 from gateway.store import Store, outbox
 from tests.http.relay_support import ThirdPartyUser, eventually, inbox, sandbox_user

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.app import create_app
 from gateway.config import BucketConfig, Config
+from gateway.http.app_keys import ACCESS_TOKENS, CONFIG
 from gateway.http.auth import current_provider, public, requires_scope
 from gateway.http.body import json_response
-from gateway.http.keys import ACCESS_TOKENS, CONFIG
 from gateway.service.access_tokens import AccessTokens
 from gateway.service.tenancy import require_owner
 from tests.conftest import admin_headers, assert_problem, make_config
@@ -207,7 +207,7 @@ async def test_suspension_takes_effect_at_once_for_tokens_already_issued(tclient
 
 
 async def test_suspend_and_resume_are_idempotent_recorded_and_listed(tclient: Any) -> None:
-    from gateway.http.keys import STORE
+    from gateway.http.app_keys import STORE
 
     provider = await onboard(tclient)
     other = await onboard(tclient, organisation="Other")
@@ -289,7 +289,7 @@ async def test_the_webhook_secret_can_be_rotated_by_its_provider(tclient: Any) -
     assert response.status == 200 and response.headers["Cache-Control"] == "no-store"
     fresh = (await response.json())["webhook_secret"]
     assert fresh.startswith("whsec_") and fresh != hooked.webhook_secret
-    from gateway.http.keys import PROVIDERS
+    from gateway.http.app_keys import PROVIDERS
 
     target = await tclient.app[PROVIDERS].webhook(hooked.client_id)
     assert target is not None and target.secret == fresh

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from tests.conftest import assert_problem
 from tests.http.providers import provider_headers
 from tests.http.relay_support import ThirdPartyUser, sandbox_user

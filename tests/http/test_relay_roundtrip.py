@@ -12,7 +12,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import Config
 from gateway.content import content_from_json
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from gateway.translate import TRANSLATORS, MemoryMessageRefs, derived_message_id
 from tests.conftest import admin_headers, make_config
 from tests.http import providers

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Config
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from gateway.service.providers import WebhookTarget
 from gateway.store.events import count_backlog
 from tests.conftest import admin_headers

@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import HttpPlatformConfig, PlatformEndpoint
 from gateway.crypto import OlmCiphertext, OlmParty
-from gateway.http.keys import CONSENT
+from gateway.http.app_keys import CONSENT
 from tests.conftest import assert_problem
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, events_of, eventually

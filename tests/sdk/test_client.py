@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from gateway.content import content_to_json
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from gateway.sdk import InteropClient, Message, Notice, Receipt
 from gateway.sdk import content as c
 from gateway.translate.whatsapp import wamid

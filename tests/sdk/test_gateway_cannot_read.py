@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from gateway.http.keys import STORE
+from gateway.http.app_keys import STORE
 from tests.conftest import admin_headers
 from tests.sdk.conftest import Gateway, SdkFactory
 

@@ -9,7 +9,7 @@ import msgspec
 
 from gateway.platforms.base import ClaimedBundle
 from gateway.service.event_types import Event
-from gateway.service.keys import KeyDirectory
+from gateway.service.key_directory import KeyDirectory
 from gateway.store import Store, Tx
 
 

@@ -27,8 +27,8 @@ import aiohttp
 from tests.conftest import ADMIN_TOKEN, REPO, admin_headers
 from tests.http.relay_support import eventually
 from tests.onboarding_helpers import onboard
-from tests.test_restart import LiveClient
-from tests.test_serve import free_port, wait_until_up
+from tests.system.test_restart import LiveClient
+from tests.system.test_serve import free_port, wait_until_up
 
 SHUTDOWN_TIMEOUT_S = 5.0
 SENDERS = 16

@@ -207,7 +207,7 @@ async def test_authentication_and_scope_are_required(backend_pclient: Any) -> No
 async def test_publish_claim_and_identity_change_are_audited_without_raw_ids(
     backend_pclient: Any,
 ) -> None:
-    from gateway.http.keys import STORE
+    from gateway.http.app_keys import STORE
 
     client = backend_pclient
     await publish(client, "acme", "bob", bundle_json(OlmParty(), 1))
@@ -285,7 +285,7 @@ async def test_another_providers_users_look_missing_and_keep_their_keys(
 async def test_identity_changes_reach_only_providers_that_may_reach_the_user(
     backend_pclient: Any,
 ) -> None:
-    from gateway.http.keys import STORE
+    from gateway.http.app_keys import STORE
 
     client = backend_pclient
     await publish(client, "acme", "bob", bundle_json(OlmParty(), 1))

@@ -8,11 +8,11 @@ from aiohttp import web
 
 from gateway.crypto import KeyBundle
 from gateway.errors import Forbidden, Unauthorized, ValidationFailed
+from gateway.http.app_keys import AUDIT, AUDIT_LOG, KEY_DIRECTORY
 from gateway.http.auth import requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.http.guards import principal
-from gateway.http.keys import AUDIT, AUDIT_LOG, KEY_DIRECTORY
-from gateway.service.keys import KeyAudit
+from gateway.service.key_directory import KeyAudit
 from gateway.service.principal import Principal
 from gateway.store import Tx
 from gateway.uris import LOCAL_ID, parse_user_uri

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load_config
-from gateway.http.keys import EVENTS
+from gateway.http.app_keys import EVENTS
 from gateway.service.ratelimit import SharedRateLimiter
 from gateway.store import StoreError, open_store, pg_session
 from tests.conftest import admin_headers, assert_problem, make_config

@@ -16,11 +16,11 @@ import aiohttp
 import msgspec
 
 from gateway.crypto import OlmParty
-from gateway.http.keys import CONFIG
+from gateway.http.app_keys import CONFIG
 from tests.conftest import ADMIN_TOKEN, REPO, admin_headers
 from tests.http.relay_support import eventually
 from tests.onboarding_helpers import onboard
-from tests.test_serve import free_port, wait_until_up
+from tests.system.test_serve import free_port, wait_until_up
 
 PEER = "mimi://whatsapp/u/4915112345678"
 

@@ -28,8 +28,8 @@ import msgspec
 from gateway.crypto import OlmParty
 from tests.conftest import ADMIN_TOKEN, REPO, admin_headers
 from tests.onboarding_helpers import onboard
-from tests.test_restart import LiveClient
-from tests.test_serve import free_port, wait_until_up
+from tests.system.test_restart import LiveClient
+from tests.system.test_serve import free_port, wait_until_up
 
 MESSAGES = 200
 INSTAGRAM = [f"mimi://instagram/u/1784{n}" for n in range(3)]

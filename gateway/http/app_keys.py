@@ -21,7 +21,7 @@ from gateway.service.event_streams import EventStreams
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher
 from gateway.service.interop_requests import InteropRequests
-from gateway.service.keys import KeyDirectory
+from gateway.service.key_directory import KeyDirectory
 from gateway.service.media import MediaService
 from gateway.service.principal import Principal
 from gateway.service.providers import ProviderRegistry
