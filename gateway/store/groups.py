@@ -25,6 +25,11 @@ CO_MEMBERS = (
     "SELECT 1 FROM group_members a JOIN group_members b ON a.group_uri = b.group_uri "
     "WHERE a.member_uri = $1 AND b.member_uri = $2 LIMIT 1"
 )
+# Whether `user` shares a group with a user of provider $2 (member URIs `mimi://<client>/u/...`).
+SHARES_WITH_PROVIDER = (
+    "SELECT 1 FROM group_members a JOIN group_members b ON a.group_uri = b.group_uri "
+    "WHERE a.member_uri = $1 AND substr(b.member_uri, 1, length($2)) = $2 LIMIT 1"
+)
 EPOCH_MEMBERS = (
     "SELECT member_uri FROM group_epoch_members WHERE group_uri = $1 AND epoch = $2 "
     "ORDER BY member_uri"
@@ -62,6 +67,12 @@ async def is_member(db: Reader, group: str, user: str) -> bool:
 async def co_members(db: Reader, a: str, b: str) -> bool:
     """Whether users `a` and `b` are currently members of one same group."""
     return await db.fetchrow(CO_MEMBERS, a, b) is not None
+
+
+async def shares_group_with_provider(db: Reader, user: str, client_id: str) -> bool:
+    """Whether `user` is in a group with a user of provider `client_id` (the reach hook)."""
+    prefix = f"mimi://{client_id}/u/"
+    return await db.fetchrow(SHARES_WITH_PROVIDER, user, prefix) is not None
 
 
 async def epoch_members(db: Reader, group: str, epoch: int) -> list[str]:

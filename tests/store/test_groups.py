@@ -35,6 +35,9 @@ async def test_group_lifecycle(store: Store) -> None:
     assert await g.is_member(store, G, BOB)
     assert await g.co_members(store, ANN, BOB)
     assert not await g.co_members(store, ANN, CAT)
+    assert await g.shares_group_with_provider(store, ANN, "other")
+    assert not await g.shares_group_with_provider(store, ANN, "othe")
+    assert not await g.shares_group_with_provider(store, CAT, "other")
 
     async def change(tx: Tx) -> None:
         await g.change_members(tx, G, epoch=1, put={CAT: "member"}, drop=[BOB])
