@@ -9,7 +9,7 @@ native form implies. Salt is not carried: the receiving side generates a fresh o
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
@@ -48,6 +48,15 @@ def as_obj(value: Any, path: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TranslationError(path, "expected an object")
     return value
+
+
+def webhook_items(doc: dict[str, Any], key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each object of a Meta webhook's `entry[].<key>[]` (`changes`, `messaging`) and its path."""
+    for i, entry in enumerate(get_list(doc, "entry", "")):
+        epath = f"entry[{i}]"
+        for j, item in enumerate(get_list(as_obj(entry, epath), key, epath)):
+            path = f"{epath}.{key}[{j}]"
+            yield path, as_obj(item, path)
 
 
 def get_obj(obj: dict[str, Any], key: str, path: str) -> dict[str, Any]:

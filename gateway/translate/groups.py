@@ -168,36 +168,32 @@ def whatsapp_webhook_to_group_events(
     if doc.get("object") != OBJECT:
         raise TranslationError("object", f"expected {OBJECT!r}")
     items: list[GroupEvent] = []
-    for i, entry in enumerate(c.get_list(doc, "entry", "")):
-        epath = f"entry[{i}]"
-        for j, change in enumerate(c.get_list(c.as_obj(entry, epath), "changes", epath)):
-            cpath = f"{epath}.changes[{j}]"
-            change = c.as_obj(change, cpath)
-            field = change.get("field")
-            if field not in ("messages", "group_participants_update"):
-                continue
-            vpath = f"{cpath}.value"
-            value = c.get_obj(change, "value", cpath)
-            metadata = c.get_obj(value, "metadata", vpath)
-            phone = c.get_id(metadata, "display_phone_number", f"{vpath}.metadata")
-            member = user_uri("whatsapp", phone, users)
-            if field == "group_participants_update":
-                for k, group in enumerate(c.get_list(value, "groups", vpath)):
-                    gpath = f"{vpath}.groups[{k}]"
-                    found = _whatsapp_membership(c.as_obj(group, gpath), member, gpath, users)
-                    if found is not None:
-                        items.append(found)
-                continue
-            for k, msg in enumerate(value.get("messages") or []):
-                mpath = f"{vpath}.messages[{k}]"
-                msg = c.as_obj(msg, mpath)
-                if "group_id" in msg:
-                    items.append(_whatsapp_message(value, msg, mpath, users, refs))
-            for k, status in enumerate(value.get("statuses") or []):
-                spath = f"{vpath}.statuses[{k}]"
-                status = c.as_obj(status, spath)
-                if status.get("recipient_type") == "group":
-                    items.append(_whatsapp_status(status, member, spath, users))
+    for cpath, change in c.webhook_items(doc, "changes"):
+        field = change.get("field")
+        if field not in ("messages", "group_participants_update"):
+            continue
+        vpath = f"{cpath}.value"
+        value = c.get_obj(change, "value", cpath)
+        metadata = c.get_obj(value, "metadata", vpath)
+        phone = c.get_id(metadata, "display_phone_number", f"{vpath}.metadata")
+        member = user_uri("whatsapp", phone, users)
+        if field == "group_participants_update":
+            for k, group in enumerate(c.get_list(value, "groups", vpath)):
+                gpath = f"{vpath}.groups[{k}]"
+                found = _whatsapp_membership(c.as_obj(group, gpath), member, gpath, users)
+                if found is not None:
+                    items.append(found)
+            continue
+        for k, msg in enumerate(value.get("messages") or []):
+            mpath = f"{vpath}.messages[{k}]"
+            msg = c.as_obj(msg, mpath)
+            if "group_id" in msg:
+                items.append(_whatsapp_message(value, msg, mpath, users, refs))
+        for k, status in enumerate(value.get("statuses") or []):
+            spath = f"{vpath}.statuses[{k}]"
+            status = c.as_obj(status, spath)
+            if status.get("recipient_type") == "group":
+                items.append(_whatsapp_status(status, member, spath, users))
     return items
 
 
@@ -350,40 +346,36 @@ def meta_webhook_to_group_events(
     if doc.get("object", translator.webhook_object) != translator.webhook_object:
         raise TranslationError("object", f"expected {translator.webhook_object!r}")
     items: list[GroupEvent] = []
-    for i, entry in enumerate(c.get_list(doc, "entry", "")):
-        epath = f"entry[{i}]"
-        for j, event in enumerate(c.get_list(c.as_obj(entry, epath), "messaging", epath)):
-            path = f"{epath}.messaging[{j}]"
-            event = c.as_obj(event, path)
-            thread = event.get("thread")
-            if not isinstance(thread, dict) or thread.get("thread_type") != THREAD_TYPE:
-                continue
-            group = group_uri(service, c.get_id(thread, "id", f"{path}.thread"))
-            recipient = c.get_id(c.get_obj(event, "recipient", path), "id", f"{path}.recipient")
-            member = user_uri(service, recipient, users)
-            if "group_membership" in event:
-                change = c.get_obj(event, "group_membership", path)
-                cpath = f"{path}.group_membership"
-                sender = c.get_id(c.get_obj(event, "sender", path), "id", f"{path}.sender")
+    for path, event in c.webhook_items(doc, "messaging"):
+        thread = event.get("thread")
+        if not isinstance(thread, dict) or thread.get("thread_type") != THREAD_TYPE:
+            continue
+        group = group_uri(service, c.get_id(thread, "id", f"{path}.thread"))
+        recipient = c.get_id(c.get_obj(event, "recipient", path), "id", f"{path}.recipient")
+        member = user_uri(service, recipient, users)
+        if "group_membership" in event:
+            change = c.get_obj(event, "group_membership", path)
+            cpath = f"{path}.group_membership"
+            sender = c.get_id(c.get_obj(event, "sender", path), "id", f"{path}.sender")
 
-                def uris(key: str, change: dict[str, Any] = change, cpath: str = cpath) -> tuple:
-                    found = c.get_list(change, key, cpath) if key in change else []
-                    return tuple(
-                        user_uri(service, c.get_id(c.as_obj(x, cpath), "id", cpath), users)
-                        for x in found
-                    )
-
-                membership = Membership(
-                    sent_at=c.timestamp_ms(event.get("timestamp"), f"{path}.timestamp", unit_ms=1),
-                    added=uris("added"),
-                    removed=uris("removed"),
-                    by=None if sender == thread["id"] else user_uri(service, sender, users),
+            def uris(key: str, change: dict[str, Any] = change, cpath: str = cpath) -> tuple:
+                found = c.get_list(change, key, cpath) if key in change else []
+                return tuple(
+                    user_uri(service, c.get_id(c.as_obj(x, cpath), "id", cpath), users)
+                    for x in found
                 )
-                items.append(GroupEvent(group=group, member=member, membership=membership))
-                continue
-            plain = {k: v for k, v in event.items() if k != "thread"}
-            for neutral in translator.messaging_event_to_neutral(
-                plain, users=users, refs=refs, path=path
-            ):
-                items.append(GroupEvent(group=group, member=member, event=neutral))
+
+            membership = Membership(
+                sent_at=c.timestamp_ms(event.get("timestamp"), f"{path}.timestamp", unit_ms=1),
+                added=uris("added"),
+                removed=uris("removed"),
+                by=None if sender == thread["id"] else user_uri(service, sender, users),
+            )
+            items.append(GroupEvent(group=group, member=member, membership=membership))
+            continue
+        plain = {k: v for k, v in event.items() if k != "thread"}
+        for neutral in translator.messaging_event_to_neutral(
+            plain, users=users, refs=refs, path=path
+        ):
+            items.append(GroupEvent(group=group, member=member, event=neutral))
     return items

@@ -228,15 +228,8 @@ class MetaTranslator(MetaContent):
         if doc.get("object", self.webhook_object) != self.webhook_object:
             raise TranslationError("object", f"expected {self.webhook_object!r}")
         events: list[NeutralEvent] = []
-        for i, entry in enumerate(c.get_list(doc, "entry", "")):
-            epath = f"entry[{i}]"
-            entry = c.as_obj(entry, epath)
-            for j, item in enumerate(c.get_list(entry, "messaging", epath)):
-                events.extend(
-                    self.messaging_event_to_neutral(
-                        item, users=users, refs=refs, path=f"{epath}.messaging[{j}]"
-                    )
-                )
+        for path, item in c.webhook_items(doc, "messaging"):
+            events.extend(self.messaging_event_to_neutral(item, users=users, refs=refs, path=path))
         return events
 
     # -- Send API -------------------------------------------------------------------------

@@ -219,14 +219,10 @@ def webhook_to_neutral(
     if doc.get("object") != OBJECT:
         raise TranslationError("object", f"expected {OBJECT!r}")
     events: list[NeutralEvent] = []
-    for i, entry in enumerate(c.get_list(doc, "entry", "")):
-        epath = f"entry[{i}]"
-        for j, change in enumerate(c.get_list(c.as_obj(entry, epath), "changes", epath)):
-            cpath = f"{epath}.changes[{j}]"
-            change = c.as_obj(change, cpath)
-            if change.get("field") == "messages":  # other fields are account events
-                value = c.get_obj(change, "value", cpath)
-                events.extend(_change_events(value, f"{cpath}.value", users, refs))
+    for cpath, change in c.webhook_items(doc, "changes"):
+        if change.get("field") == "messages":  # other fields are account events
+            value = c.get_obj(change, "value", cpath)
+            events.extend(_change_events(value, f"{cpath}.value", users, refs))
     return events
 
 
