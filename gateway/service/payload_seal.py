@@ -53,6 +53,9 @@ class PayloadSealer:
         self.root = root
         self.epoch_ms = epoch_ms
         self._keys: dict[int, AESGCM] = {}
+        # Epochs below this were swept already: keys are made for the current epoch only, so
+        # the folder is listed again only when the boundary moves (not on every call).
+        self._swept_below: int | None = None
 
     def _path(self, epoch: int) -> Path:
         return self.root / f"{epoch}.key"
@@ -111,9 +114,12 @@ class PayloadSealer:
         keep_from = now // self.epoch_ms - GRACE_EPOCHS
         if oldest_pending is not None:
             keep_from = min(keep_from, oldest_pending // self.epoch_ms)
+        if self._swept_below is not None and keep_from <= self._swept_below:
+            return 0
         for epoch in [e for e in self._keys if e < keep_from]:
             del self._keys[epoch]
         destroyed = await asyncio.to_thread(self._destroy_before, keep_from)
+        self._swept_below = keep_from
         if destroyed:
             log.info("payload_keys_destroyed", epochs=destroyed)
         return destroyed
