@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
@@ -16,6 +17,7 @@ from gateway.config import Config, parse_listen
 from gateway.http import (
     audit,
     events,
+    groups,
     key_routes,
     media,
     messages,
@@ -39,6 +41,7 @@ from gateway.http.app_keys import (
     EVENT_STREAMS,
     EVENTS,
     GAUGES,
+    GROUPS,
     HTTP_SESSION,
     INGRESS,
     INTEROP_REQUESTS,
@@ -77,6 +80,7 @@ from gateway.service.event_streams import EventStreams
 from gateway.service.events import TOPIC as events_topic
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
+from gateway.service.groups import GroupService
 from gateway.service.interop_requests import InteropRequests
 from gateway.service.key_directory import KeyDirectory
 from gateway.service.media import MediaService
@@ -91,6 +95,7 @@ from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher, WebhookTargets
 from gateway.store import Store, StoreError, open_store
+from gateway.store import groups as groups_store
 from gateway.store.blobs import FileBlobStore
 
 __all__ = ["ADMIN_TOKEN", "CONFIG", "OFFER", "STORE", "create_app"]
@@ -155,6 +160,8 @@ async def media_ctx(app: web.Application) -> AsyncIterator[None]:
         max_bytes=config.server.media_max_bytes,
         enabled_services=[name for name, s in config.services.items() if s.enabled],
         reach=app[REACH].allows,
+        group_access=functools.partial(groups_store.has_provider_member, app[STORE]),
+        group_member=functools.partial(groups_store.is_member, app[STORE]),
         quota_bytes=config.media.quota_bytes_per_provider or None,
     )
     sweeper = Periodic(app[MEDIA].remove_expired, config.media.cleanup_interval_s, "media_expiry")
@@ -214,6 +221,8 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
         consent.allows,
         enabled_services=[name for name, s in config.services.items() if s.enabled],
         ttl_s=config.auth.provider_state_ttl_s,
+        # Co-members of a group reach each other's keys, whichever their providers.
+        co_members=functools.partial(groups_store.shares_group_with_provider, store),
     )
     yield
 
@@ -280,6 +289,10 @@ def relay_ctx(
             store, config, platform, consent, queue,
             outbox_depth=lambda: worker.depth, on_outbox=worker.wake, audit_events=audit_log,
             sealer=sealer,
+        )  # fmt: skip
+        app[GROUPS] = GroupService(
+            store, config, platform, app[REACH], consent, queue, audit_events=audit_log,
+            sealer=sealer, on_outbox=worker.wake, check_capacity=relay.check_capacity,
         )  # fmt: skip
         if isinstance(platform, HttpPlatform):
             app[INGRESS] = Ingress(config, platform, relay)
@@ -379,6 +392,7 @@ def create_app(
     app.add_routes(key_routes.routes)
     app.add_routes(media.routes)
     app.add_routes(messages.routes)
+    app.add_routes(groups.routes)
     app.add_routes(events.routes)
     app.add_routes(sandbox.routes)
     app.add_routes(platform_webhook.routes)

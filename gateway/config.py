@@ -163,6 +163,8 @@ class ServiceConfig(_Section, frozen=True):
     enabled: bool = True
     e2ee: Literal["required", "optional"] = "required"
     functionalities: dict[str, FunctionalityConfig] = {}
+    # The largest group hosted on this service (DESIGN §4.10), stated in the offer.
+    group_max_members: Annotated[int, Meta(ge=2, le=4096)] = 250
 
 
 class AuthConfig(_Section, frozen=True):
@@ -212,13 +214,13 @@ def _default_services() -> dict[str, ServiceConfig]:
         "receipts": FunctionalityConfig(),
         "typing": FunctionalityConfig(),
         # Art. 7(2)(b) and (c) give 2 and 4 years from designation.
-        "group_text": FunctionalityConfig(state="planned", planned_for="2026-03-01"),
-        "group_files": FunctionalityConfig(state="planned", planned_for="2026-03-01"),
+        "group_text": FunctionalityConfig(),
+        "group_files": FunctionalityConfig(),
         "voice_calls": FunctionalityConfig(state="planned", planned_for="2028-03-01"),
         "video_calls": FunctionalityConfig(state="planned", planned_for="2028-03-01"),
     }
     return {
-        "whatsapp": ServiceConfig(e2ee="required", functionalities=basic),
+        "whatsapp": ServiceConfig(e2ee="required", functionalities=basic, group_max_members=1024),
         "messenger": ServiceConfig(e2ee="required", functionalities=basic),
         "instagram": ServiceConfig(e2ee="optional", functionalities=basic),
     }

@@ -67,6 +67,25 @@ DELIVERY_LATENCY = Histogram(
 )
 
 
+# -- Groups (DESIGN §4.10). `kind`: group_message | room_key | group_membership; `target`:
+# platform (outbox rows, one per platform member) | provider (events, per provider or member).
+GROUP_CHANGES = Counter(
+    "gateway_group_changes_total",
+    "Groups created and membership changes by hub service and change (create | members)",
+    ["service", "change"],
+)
+GROUP_ITEMS = Counter(
+    "gateway_group_items_accepted_total",
+    "Group messages and room key shares accepted by hub service and kind",
+    ["service", "kind"],
+)
+GROUP_FANOUT = Counter(
+    "gateway_group_fanout_total",
+    "Delivery jobs created by group fan-out by hub service, kind and target",
+    ["service", "kind", "target"],
+)
+
+
 def message_delivered(service: str, type_: str, direction: str, accepted_at_ms: int) -> None:
     """Count one delivered message and observe its accepted-to-delivered latency."""
     MESSAGES_DELIVERED.labels(service, type_, direction).inc()

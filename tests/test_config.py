@@ -118,7 +118,7 @@ def test_toml_and_environment_merge_onto_the_defaults_together(tmp_path: Path) -
     path = tmp_path / "gw.toml"
     path.write_text(
         "[services.whatsapp]\nenabled = false\n"
-        '[services.instagram.functionalities.group_text]\nstate = "available"\n'
+        '[services.instagram.functionalities.voice_calls]\nstate = "available"\n'
         "[limits.intake]\nburst = 9\n"
         "[relay]\nconcurrency = 4\n"
     )
@@ -136,10 +136,10 @@ def test_toml_and_environment_merge_onto_the_defaults_together(tmp_path: Path) -
     )
     instagram = config.services["instagram"]
     assert instagram.e2ee == "required"
-    assert instagram.functionalities["group_text"].state == "available"
+    assert instagram.functionalities["voice_calls"].state == "available"
     # The functionality's other key, and the other functionalities, keep their defaults.
-    assert instagram.functionalities["group_text"].planned_for == "2026-03-01"
-    assert instagram.functionalities["voice_calls"].state == "planned"
+    assert instagram.functionalities["voice_calls"].planned_for == "2028-03-01"
+    assert instagram.functionalities["video_calls"].state == "planned"
     assert config.limits.intake.burst == 9
     assert config.limits.intake.rate_per_s == 0.5
     assert config.limits.token == defaults.limits.token
@@ -147,7 +147,7 @@ def test_toml_and_environment_merge_onto_the_defaults_together(tmp_path: Path) -
     assert config.relay.lease_s == defaults.relay.lease_s
     assert config.services["messenger"] == defaults.services["messenger"]
     offered = build_offer(config, audit_public_key="k")["services"]["instagram"]
-    assert offered["functionalities"]["group_text"] == {"state": "available"}
+    assert offered["functionalities"]["voice_calls"] == {"state": "available"}
 
 
 def test_an_unknown_service_is_still_refused(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from gateway.service.egress import Egress
 from gateway.service.event_streams import EventStreams
 from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher
+from gateway.service.groups import GroupService
 from gateway.service.interop_requests import InteropRequests
 from gateway.service.key_directory import KeyDirectory
 from gateway.service.media import MediaService
@@ -61,6 +62,8 @@ PLATFORM = web.AppKey("platform", Platform)
 SANDBOX = web.AppKey("sandbox", SandboxPlatform)
 DELIVERY = web.AppKey("delivery", DeliveryWorker)
 RELAY = web.AppKey("relay", Relay)
+# Group rooms, membership, room keys and group fan-out (gateway.service.groups).
+GROUPS = web.AppKey("groups", GroupService)
 # The gateway as the sandbox's users reach it (the relay, third-party keys; bound once).
 UPLINK = web.AppKey("uplink", Uplink)
 # The client session of the platform connector and the webhook pusher.

@@ -205,6 +205,10 @@ class Platform(Protocol):
         """Hand `item` to the service; raise RetryableDelivery or PermanentDelivery."""
         ...
 
+    async def deliver_group(self, item: GroupOutgoing) -> None:
+        """Hand a group item to one platform member; raise as `deliver` does."""
+        ...
+
     async def claim_key_bundle(self, user_uri: str) -> ClaimedBundle | None:
         """Claim a platform user's keys (one one-time key, never twice); None if unknown."""
         ...

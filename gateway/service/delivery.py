@@ -15,6 +15,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 import structlog
@@ -24,10 +25,12 @@ from gateway.clock import now_ms
 from gateway.config import RelayConfig
 from gateway.platforms.base import (
     DeliveryError,
+    GroupOutgoing,
     Outgoing,
     PermanentDelivery,
     Platform,
     RetryableDelivery,
+    provider_of,
 )
 from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
@@ -218,20 +221,14 @@ class DeliveryWorker:
             log.error("payload_unreadable", service=service, reason=str(exc))
             return Outcome(row, "failed", str(exc))
         type_ = "encrypted" if "encrypted" in payload else "plaintext"
-        item = Outgoing(
-            id=row.message_id,
-            kind=row.kind,
-            service=service,
-            sender=row.sender,
-            recipient=row.recipient,
-            sent_at=row.sent_at,
-            payload=payload,
-        )
         async with self._slots:
             try:
-                if not await self.consent.allows(row.recipient, row.client_id):
-                    raise PermanentDelivery("recipient_unavailable")
-                await self.platform.deliver(item)
+                if row.member is not None:
+                    await self._deliver_group(row, payload)
+                else:
+                    if not await self.consent.allows(row.recipient, row.client_id):
+                        raise PermanentDelivery("recipient_unavailable")
+                    await self.platform.deliver(_outgoing(row, payload))
             except RetryableDelivery as exc:
                 metrics.DELIVERY_ATTEMPTS.labels(service, "retry").inc()
                 return self._retry(row, exc, type_)
@@ -245,6 +242,29 @@ class DeliveryWorker:
                 return self._retry(row, DeliveryError("connector_error"), type_)
             metrics.DELIVERY_ATTEMPTS.labels(service, "ok").inc()
             return Outcome(row, "delivered", type_=type_)
+
+    async def _deliver_group(self, row: Claimed, payload: dict[str, Any]) -> None:
+        """One group item for one platform member (DESIGN §4.10)."""
+        assert row.member is not None
+        provider = provider_of(row.sender)
+        # A message or key from a provider's user: the member's consent to it still holds.
+        if (
+            row.kind != "group_membership"
+            and provider is not None
+            and not await self.consent.allows(row.member, provider)
+        ):
+            raise PermanentDelivery("recipient_unavailable")
+        if row.kind == "room_key":
+            share = payload.get("shares", {}).get(row.member)
+            if share is None:
+                raise PermanentDelivery("no_share_for_member")
+            payload = {"session_id": payload["session_id"], "encrypted": share}
+        assert row.kind in ("group_message", "room_key", "group_membership")
+        item = GroupOutgoing(
+            id=row.message_id, kind=row.kind, service=row.service, group=row.recipient,
+            sender=row.sender, recipient=row.member, sent_at=row.sent_at, payload=payload,
+        )  # fmt: skip
+        await self.platform.deliver_group(item)
 
     def _retry(self, row: Claimed, exc: DeliveryError, type_: str) -> Outcome:
         attempts = row.attempts + 1
@@ -297,10 +317,14 @@ class DeliveryWorker:
             log.info("delivery_retry", service=row.service, attempts=o.attempts, reason=o.reason)
 
     async def _audit_in(self, tx: Tx, row: Claimed, action: str, **attrs: str) -> None:
+        # A group item: its sender, the member it went to, and the group.
+        subjects = [row.sender, row.recipient] if row.member is None else [
+            row.sender, row.member, row.recipient,
+        ]  # fmt: skip
         await self.audit_events.event_in(
             tx,
             action=action,
-            subjects=[row.sender, row.recipient],
+            subjects=subjects,
             attrs={"service": row.service, "kind": row.kind, **attrs},
         )
 
@@ -312,12 +336,21 @@ class DeliveryWorker:
     async def _fail_in(self, tx: Tx, row: Claimed, reason: str, at: int) -> None:
         event = DeliveryFailedEvent(
             message_id=row.client_msg_id, gateway_id=row.message_id, sender=row.sender,
-            recipient=row.recipient, reason=reason, at=at,
+            recipient=row.member or row.recipient, reason=reason, at=at,
         )  # fmt: skip
         if not await outbox.finish(tx, row.seq, row.message_id, "failed", at):
             return  # another replica took it over and finished it
         await outbox.dead_letter(tx, row.message_id, row.service, row.attempts + 1, reason, at)
         await self._audit_in(tx, row, "message.deliver_failed", reason=reason)
-        # Typing signals are ephemeral: nobody needs to hear one was lost.
-        if row.kind != "typing":
+        # Typing signals are ephemeral: nobody needs to hear one was lost; a membership change
+        # was the gateway's own doing, and a platform user's group item has no provider.
+        if row.kind not in ("typing", "group_membership") and provider_of(row.sender) is not None:
             await self.events.append_in(tx, row.client_id, event)
+
+
+def _outgoing(row: Claimed, payload: dict[str, Any]) -> Outgoing:
+    assert row.kind in ("message", "receipt", "typing")
+    return Outgoing(
+        id=row.message_id, kind=row.kind, service=row.service, sender=row.sender,
+        recipient=row.recipient, sent_at=row.sent_at, payload=payload,
+    )  # fmt: skip

@@ -84,6 +84,45 @@ class IdentityChangedEvent(_Event, frozen=True, tag="identity_changed"):
     signing_key: str
 
 
+class GroupMessageEvent(_Event, frozen=True, tag="group_message"):
+    """A group message for one third-party member `recipient` (DESIGN §4.10): Megolm
+    ciphertext (`encrypted`), or MIMI `content` where the hub's policy allows plaintext."""
+
+    id: str
+    group: str
+    sender: str
+    recipient: str
+    sent_at: int
+    encrypted: dict[str, Any] | None = None
+    content: dict[str, Any] | None = None
+
+
+class RoomKeyEvent(_Event, frozen=True, tag="room_key"):
+    """A member's Megolm session shared with third-party member `recipient`, over Olm."""
+
+    group: str
+    sender: str
+    recipient: str
+    session_id: str
+    encrypted: dict[str, Any]
+
+
+class GroupMember(msgspec.Struct, frozen=True, kw_only=True):
+    uri: str
+    role: Literal["admin", "member"]
+
+
+class GroupMembershipEvent(_Event, frozen=True, tag="group_membership"):
+    """The membership of `group` changed (or the group was made: epoch 0, everyone added)."""
+
+    group: str
+    by: str
+    added: list[str]
+    removed: list[str]
+    epoch: int
+    members: list[GroupMember]
+
+
 Event = (
     MessageEvent
     | ReceiptEvent
@@ -92,8 +131,11 @@ Event = (
     | ConsentEvent
     | KeysLowEvent
     | IdentityChangedEvent
+    | GroupMessageEvent
+    | RoomKeyEvent
+    | GroupMembershipEvent
 )
 EVENT_TYPES = ("message", "receipt", "typing", "delivery_failed", "consent", "keys_low",
-               "identity_changed")  # fmt: skip
+               "identity_changed", "group_message", "room_key", "group_membership")  # fmt: skip
 
 event_decoder = msgspec.json.Decoder(Event)

@@ -2,6 +2,8 @@
 
 The key, nonce and hash travel inside the Olm message (MIMI ExternalPart), never here: the
 gateway stores bytes it cannot open and hands them only to the two sides of the conversation.
+Media for a group (`to` a group URI, DESIGN §4.10) is sized by the hub service's limits and
+handed to the provider of any current member, and to platform members.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ DAY_MS = 24 * 3600 * 1000
 # May provider `client_id` reach `user_uri`? (the reach policy: approved service, consent,
 # tenancy): allows(user_uri, client_id).
 ConsentCheck = Callable[[str, str], Awaitable[bool]]
+# Does group `group` have a current member of provider `client_id`? (group, client_id)
+GroupAccess = Callable[[str, str], Awaitable[bool]]
+# Is `user` a current member of `group`? (group, user)
+GroupMember = Callable[[str, str], Awaitable[bool]]
 
 
 class MediaInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,6 +79,8 @@ class MediaService:
         max_bytes: int,
         enabled_services: Iterable[str],
         reach: ConsentCheck,
+        group_access: GroupAccess,
+        group_member: GroupMember,
         quota_bytes: int | None = None,
     ) -> None:
         self.store = store
@@ -81,34 +89,47 @@ class MediaService:
         self.max_bytes = max_bytes
         self.services = frozenset(enabled_services)
         self.reach = reach
+        self.group_access = group_access
+        self.group_member = group_member
         # Bytes of unexpired media one provider may hold (None: no quota).
         self.quota_bytes = quota_bytes
         # Committing a blob and removing an unreferenced one must not interleave.
         self._placing = asyncio.Lock()
 
     def limit_for(self, peer: str, kind: str | None) -> int:
-        """The largest upload for `peer`: its service's limit for `kind`, or its largest."""
+        """The largest upload for `peer`: its service's limit for `kind`, or its largest; for a
+        group, its hub service's."""
+        hub = _hub_of(peer)
         uri = parse_user_uri(peer)
-        if uri is None:
-            raise ValidationFailed("Not a user URI (mimi://<service>/u/<id>).", field="to")
-        if not uri.is_platform:
+        if uri is None and hub is None:
+            raise ValidationFailed(
+                "Not a user URI (mimi://<service>/u/<id>) or group URI (mimi://<service>/g/<id>).",
+                field="to",
+            )
+        if uri is not None and not uri.is_platform:
             if kind is not None:
                 raise ValidationFailed("`kind` applies to platform peers only.", field="kind")
             return self.max_bytes
-        if uri.authority not in self.services:
+        service = hub if uri is None else uri.authority
+        assert service is not None
+        if service not in self.services:
             raise UnknownRecipient()
-        media = LIMITS[uri.authority].media
+        media = LIMITS[service].media
         if kind is None:
             return max(m.max_bytes for m in media.values()) + GCM_OVERHEAD
         if kind not in media:
             raise ValidationFailed(
-                f"Unknown media kind for {uri.authority}; one of {', '.join(sorted(media))}.",
+                f"Unknown media kind for {service}; one of {', '.join(sorted(media))}.",
                 field="kind",
             )
         return media[kind].max_bytes + GCM_OVERHEAD
 
     async def _check_peer(self, client_id: str, peer: str) -> None:
         # One answer for a peer who does not exist and one the provider may not reach.
+        if _hub_of(peer) is not None:
+            if not await self.group_access(peer, client_id):
+                raise UnknownRecipient()
+            return
         if not await self.reach(peer, client_id):
             raise UnknownRecipient()
         uri = parse_user_uri(peer)
@@ -208,7 +229,10 @@ class MediaService:
         """The blob file, size and digest, for the uploader's or the peer's provider only."""
         sha256, size, uploader, peer = await self._record(media_id)
         uri = parse_user_uri(peer)
-        peer_side = uri is not None and not uri.is_platform and uri.authority == client_id
+        if _hub_of(peer) is not None:
+            peer_side = await self.group_access(peer, client_id)
+        else:
+            peer_side = uri is not None and not uri.is_platform and uri.authority == client_id
         path = self.blobs.path(sha256)
         if not (uploader == client_id or peer_side) or path is None:
             raise _not_found()
@@ -232,7 +256,12 @@ class MediaService:
             sha256, _, uploader, peer = await self._record(media_id)
         except NotFound:
             return None
-        if uri is None or not uri.is_platform or (peer != user and uploader != uri.authority):
+        if uri is None or not uri.is_platform:
+            return None
+        if _hub_of(peer) is not None:
+            if not await self.group_member(peer, user):
+                return None
+        elif peer != user and uploader != uri.authority:
             return None
         return await self.blobs.read(sha256)
 
@@ -251,3 +280,11 @@ class MediaService:
         if digests:
             log.info("media_expired", blobs=len(digests))
         return len(digests)
+
+
+def _hub_of(uri: str) -> str | None:
+    """The hub service of a group URI `mimi://<service>/g/<id>`, else None."""
+    service, sep, group_id = uri.removeprefix("mimi://").partition("/g/")
+    if uri.startswith("mimi://") and sep and group_id and "/" not in group_id:
+        return service
+    return None

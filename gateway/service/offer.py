@@ -42,7 +42,7 @@ def build_offer(config: Config, *, audit_public_key: str | None = None) -> dict[
                 }
                 for fname, f in service.functionalities.items()
             },
-            "limits": _limits(LIMITS[name]),
+            "limits": {**_limits(LIMITS[name]), "group_max_members": service.group_max_members},
             "e2ee": {"policy": service.e2ee, "protocols": E2EE_PROTOCOLS},
             "user_uri_prefix": f"mimi://{name}/u/",
         }

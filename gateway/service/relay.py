@@ -60,6 +60,20 @@ def digest_of(obj: Any) -> str:
     return hashlib.sha256(_canonical.encode(obj)).hexdigest()
 
 
+def check_ciphertext(body: str, limit: int) -> None:
+    """Refuse (422, naming `$.encrypted.body`) a body that is not base64 or is over `limit`."""
+    try:
+        size = len(base64.b64decode(body, validate=True))
+    except (binascii.Error, ValueError):
+        raise ValidationFailed(
+            "`body` must be standard base64.", field="$.encrypted.body"
+        ) from None
+    if size > limit:
+        raise LimitExceeded(
+            f"Ciphertext is limited to {limit} bytes.", field="$.encrypted.body", limit=limit
+        )
+
+
 class Relay:
     """Accepts traffic in both directions and queues it for delivery."""
 
@@ -144,17 +158,7 @@ class Relay:
                     field="$.encrypted",
                 )
             return {"native": native_send_objects(service, msg.content, msg.content_cbor)}
-        try:
-            size = len(base64.b64decode(msg.encrypted.body, validate=True))
-        except (binascii.Error, ValueError):
-            raise ValidationFailed(
-                "`body` must be standard base64.", field="$.encrypted.body"
-            ) from None
-        limit = self.config.relay.max_ciphertext_bytes
-        if size > limit:
-            raise LimitExceeded(
-                f"Ciphertext is limited to {limit} bytes.", field="$.encrypted.body", limit=limit
-            )
+        check_ciphertext(msg.encrypted.body, self.config.relay.max_ciphertext_bytes)
         return {"encrypted": msgspec.to_builtins(msg.encrypted)}
 
     # -- from providers -------------------------------------------------------------------

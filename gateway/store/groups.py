@@ -52,7 +52,11 @@ SNAPSHOT = (
 
 async def group_state(db: Reader, uri: str) -> GroupState | None:
     """The group `uri` with its current members, or None when there is none."""
-    row = await db.fetchrow(GROUP, uri)
+    return await _state(db, GROUP, uri)
+
+
+async def _state(db: Reader, sql: str, uri: str) -> GroupState | None:
+    row = await db.fetchrow(sql, uri)
     if row is None:
         return None
     members = {r["member_uri"]: r["role"] for r in await db.fetch(MEMBERS, uri)}
@@ -109,3 +113,55 @@ async def change_members(
         await tx.execute(DROP_MEMBER, group, member)
     await tx.execute(SET_EPOCH, group, epoch)
     await tx.execute(SNAPSHOT, group, epoch)
+
+
+_LOCK_GROUP = {"sqlite": GROUP, "postgres": GROUP + " FOR UPDATE"}
+BY_REF = "SELECT uri, request_digest FROM groups WHERE client_id = $1 AND client_ref = $2"
+HAS_PROVIDER_MEMBER = (
+    "SELECT 1 FROM group_members WHERE group_uri = $1 "
+    "AND substr(member_uri, 1, length($2)) = $2 LIMIT 1"
+)
+ADD_SESSION = (
+    "INSERT INTO group_sessions (group_uri, session_id, sender, epoch, created_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (group_uri, session_id) DO NOTHING"
+)
+SESSION = "SELECT sender, epoch FROM group_sessions WHERE group_uri = $1 AND session_id = $2"
+
+
+async def lock_group(tx: Tx, uri: str) -> GroupState | None:
+    """The group `uri` as `group_state`, its row locked until the unit commits (PostgreSQL):
+    membership changes and the messages checked against its epoch are serialised."""
+    return await _state(tx, _LOCK_GROUP[tx.dialect], uri)
+
+
+async def group_by_ref(db: Reader, client_id: str, client_ref: str) -> tuple[str, str] | None:
+    """(uri, request digest) of the group `client_id` created with its id `client_ref`."""
+    row = await db.fetchrow(BY_REF, client_id, client_ref)
+    return None if row is None else (row["uri"], row["request_digest"])
+
+
+async def has_provider_member(db: Reader, group: str, client_id: str) -> bool:
+    """Whether a user of provider `client_id` is a current member of `group`."""
+    return await db.fetchrow(HAS_PROVIDER_MEMBER, group, f"mimi://{client_id}/u/") is not None
+
+
+async def add_session(
+    tx: Tx, group: str, session_id: str, sender: str, epoch: int, at: int
+) -> tuple[str, int]:
+    """Bind Megolm session `session_id` to `sender` and `epoch` unless it is bound already;
+    return (sender, epoch) as bound (the first binding stays)."""
+    await tx.execute(ADD_SESSION, group, session_id, sender, epoch, at)
+    row = await tx.fetchrow(SESSION, group, session_id)
+    assert row is not None
+    return row["sender"], int(row["epoch"])
+
+
+async def session_of(db: Reader, group: str, session_id: str) -> tuple[str, int] | None:
+    """(sender, epoch) of a shared Megolm session, or None if it was never shared."""
+    row = await db.fetchrow(SESSION, group, session_id)
+    return None if row is None else (row["sender"], int(row["epoch"]))
+
+
+async def exists(db: Reader, uri: str) -> bool:
+    """Whether the group `uri` exists."""
+    return await db.fetchrow("SELECT 1 FROM groups WHERE uri = $1", uri) is not None

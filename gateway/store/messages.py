@@ -58,6 +58,20 @@ async def add_outbound(tx: Tx, envelope: Envelope, payload: str, at: int) -> Non
     )  # fmt: skip
 
 
+async def add_group_item(tx: Tx, envelope: Envelope, payload: str | None, at: int) -> None:
+    """Record a group item (`recipient` the group): `accepted` with its sealed payload until
+    its platform members have it, or at once `delivered` when it went to providers only."""
+    e = envelope
+    status, finished = ("accepted", None) if payload is not None else ("delivered", at)
+    await tx.execute(
+        "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, kind, "
+        "service, sender, recipient, sent_at, accepted_at, size, status, finished_at, payload) "
+        "VALUES ($1, $2, $3, $4, 'group', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+        e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
+        e.sent_at, at, e.size, status, finished, payload,
+    )  # fmt: skip
+
+
 async def add_inbound(tx: Tx, envelope: Envelope, at: int) -> None:
     """Record a platform user's message to a provider: delivered once it is an event."""
     e = envelope

@@ -30,7 +30,7 @@ from gateway.store import messages
 from gateway.store.base import Reader, Row, Tx
 
 _CLAIM = (
-    "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, m.client_id, "
+    "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, o.member, m.client_id, "
     "m.client_msg_id, m.kind, m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload "
     "FROM relay_outbox o JOIN relay_messages m ON m.id = o.message_id "
     "WHERE o.next_attempt_at <= $1 AND o.lease_until <= $1 "
@@ -51,7 +51,7 @@ _CLAIM_RUNS = (
     "UNION ALL SELECT (SELECT MIN(r.conversation) FROM relay_outbox r "
     "WHERE r.conversation > c.conversation), c.n + 1 "
     "FROM c WHERE c.conversation IS NOT NULL AND c.n < $2) "
-    "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, m.client_id, "
+    "SELECT o.seq, o.message_id, o.service, o.attempts, o.conversation, o.member, m.client_id, "
     "m.client_msg_id, m.kind, m.sender, m.recipient, m.sent_at, m.accepted_at, m.payload, "
     "(SELECT COUNT(*) FROM relay_outbox p WHERE p.conversation = o.conversation "
     "AND p.seq < o.seq) AS pos "
@@ -83,12 +83,14 @@ class Claimed(msgspec.Struct, frozen=True, kw_only=True):
     attempts: int
     client_id: str
     client_msg_id: str
-    kind: Literal["message", "receipt", "typing"]
+    kind: Literal["message", "receipt", "typing", "group_message", "room_key", "group_membership"]
     sender: str
     recipient: str
     sent_at: int
     accepted_at: int
     payload: str | None
+    # The group member a group item goes to (its message's recipient is the group); None: 1:1.
+    member: str | None = None
 
 
 def _claimed(rows: list[Row]) -> list[Claimed]:
@@ -96,16 +98,35 @@ def _claimed(rows: list[Row]) -> list[Claimed]:
     return [Claimed(**{f: row[f] for f in fields}) for row in rows]
 
 
-async def enqueue(tx: Tx, message_id: str, conversation: str, service: str, at: int) -> None:
-    """Queue `message_id` for delivery, due at once, behind its conversation's earlier items."""
+async def enqueue(
+    tx: Tx, message_id: str, conversation: str, service: str, at: int, member: str | None = None
+) -> None:
+    """Queue `message_id` for delivery, due at once, behind its conversation's earlier items.
+
+    A group item is queued once per platform `member`, each in a conversation of its own.
+    """
     await tx.execute(
         "INSERT INTO relay_outbox (message_id, conversation, service, attempts, "
-        "next_attempt_at, lease_until, created_at) VALUES ($1, $2, $3, 0, $4, 0, $4)",
+        "next_attempt_at, lease_until, created_at, member) VALUES ($1, $2, $3, 0, $4, 0, $4, $5)",
         message_id,
         conversation,
         service,
         at,
+        member,
     )
+
+
+async def enqueue_members(
+    tx: Tx, message_id: str, group: str, service: str, at: int, members: list[str]
+) -> None:
+    """Queue a group item once per platform member, each behind that member's earlier ones."""
+    if members:
+        await tx.executemany(
+            "INSERT INTO relay_outbox (message_id, conversation, service, attempts, "
+            "next_attempt_at, lease_until, created_at, member) "
+            "VALUES ($1, $2, $3, 0, $4, 0, $4, $5)",
+            [(message_id, f"{group}\n{m}", service, at, m) for m in members],
+        )
 
 
 async def claim(
@@ -216,17 +237,22 @@ async def finish(tx: Tx, seq: int, message_id: str, status: str, at: int) -> boo
     """
     if not await tx.execute(f"DELETE FROM relay_outbox WHERE {_OWN_ROW[tx.dialect]}", seq):
         return False
-    await messages.finish(tx, message_id, status, at)
+    # A group item is finished (its payload dropped) with the last of its members' rows.
+    if await tx.fetchrow(_PENDING_OF_MESSAGE, message_id) is None:
+        await messages.finish(tx, message_id, status, at)
     return True
+
+
+_PENDING_OF_MESSAGE = "SELECT 1 FROM relay_outbox WHERE message_id = $1 LIMIT 1"
 
 
 async def dead_letter(
     tx: Tx, message_id: str, service: str, attempts: int, reason: str, at: int
 ) -> None:
-    """Keep a given-up message's reason for operators."""
+    """Keep a given-up message's reason for operators (for a group item, its first failure)."""
     await tx.execute(
         "INSERT INTO relay_dead_letters (message_id, service, attempts, reason, failed_at) "
-        "VALUES ($1, $2, $3, $4, $5)",
+        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (message_id) DO NOTHING",
         message_id, service, attempts, reason, at,
     )  # fmt: skip
 

@@ -85,6 +85,26 @@ async def test_a_message_flow_through_http_gives_every_catalogue_metric_a_sample
         json={"from": peer, "to": alice, "content": text_content("hello")},
     )
     assert response.status == 202, await response.text()
+    # A group on Instagram (plaintext allowed there): a creation and a fanned-out message.
+    response = await client.post(
+        "/v1/groups",
+        headers=provider.headers(),
+        json={
+            "id": "g1",
+            "service": "instagram",
+            "creator": alice,
+            "name": "G",
+            "members": [peer],
+        },
+    )
+    assert response.status == 201, await response.text()
+    group_id = (await response.json())["group"].rpartition("/")[2]
+    response = await client.post(
+        f"/v1/groups/{group_id}/messages",
+        headers=provider.headers(),
+        json={"id": "g1m1", "from": alice, "sent_at": 1, "content": text_content("hi all")},
+    )
+    assert response.status == 202, await response.text()
     for _ in range(10):  # past the intake bucket of this client address
         if (await submit_request_raw(client)).status == 429:
             break

@@ -72,7 +72,10 @@ class ThirdPartyUser:
 
     async def encrypt_for(self, peer: str, native: dict[str, Any]) -> dict[str, Any]:
         """Encrypt a native send object, claiming the peer's keys (key directory) once."""
-        plaintext = msgspec.json.encode(native)
+        return await self.encrypt_bytes_for(peer, msgspec.json.encode(native))
+
+    async def encrypt_bytes_for(self, peer: str, plaintext: bytes) -> dict[str, Any]:
+        """Olm-encrypt `plaintext` for `peer`, claiming its keys (key directory) once."""
         identity = self.identity_of.get(peer)
         if identity is not None and self.party.has_session(identity):
             return self.party.encrypt(identity, plaintext).to_wire()
@@ -97,9 +100,12 @@ class ThirdPartyUser:
         return await self.client.post("/v1/messages", json=body, headers=headers or self.headers)
 
     def decrypt(self, encrypted: dict[str, Any]) -> Any:
+        return msgspec.json.decode(self.decrypt_bytes(encrypted))
+
+    def decrypt_bytes(self, encrypted: dict[str, Any]) -> bytes:
         body = base64.b64encode(base64.b64decode(encrypted["body"])).decode()
         wire = OlmCiphertext.from_wire(encrypted["type"], body, encrypted["sender_key"])
-        return msgspec.json.decode(self.party.decrypt(wire))
+        return self.party.decrypt(wire)
 
 
 async def pull(client: Any, client_id: str, **params: Any) -> dict[str, Any]:
