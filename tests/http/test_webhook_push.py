@@ -18,6 +18,7 @@ from gateway.service.providers import WebhookTarget
 from gateway.store.events import count_backlog
 from tests.conftest import admin_headers
 from tests.http import providers
+from tests.http.group_support import GroupUser
 from tests.http.relay_support import ThirdPartyUser, eventually, pull, sandbox_user
 from tests.http.test_events import fast_backend_config, sandbox_says
 from tests.onboarding_helpers import register_provider
@@ -145,3 +146,28 @@ async def test_suspension_stops_pushes_until_resumed(setup: Any) -> None:
 async def admin_post(client: Any, path: str) -> None:
     response = await client.post(path, json={"reason": "test"}, headers=admin_headers())
     assert response.status == 200, await response.text()
+
+
+async def test_group_events_are_pushed_like_the_others(setup: Any) -> None:
+    client, fake = setup
+    fake.up = True
+    alice = GroupUser(client, "acme", "alice")
+    bob = GroupUser(client, "globex", "bob")
+    for user in (alice, bob):
+        await user.publish_keys()
+    created = await bob.create([alice.uri])
+    assert created.status == 201, await created.text()
+    group = (await created.json())["group"]
+    shared, _ = await bob.share(group, 0, [alice.uri])
+    assert shared.status == 202
+    assert (await bob.send_group(group, 0, {"type": "text", "text": {"body": "hi"}})).status == 202
+
+    async def pushed() -> list[str] | None:
+        types = [e["type"] for b in fake.batches for e in b["events"]]
+        return types if len(types) >= 3 else None
+
+    assert await eventually(pushed) == ["group_membership", "room_key", "group_message"]
+    # Over the WebSocket too, for a provider without a webhook (globex's own membership event).
+    async with client.ws_connect("/v1/events/ws", headers=bob.headers) as ws:
+        page = await ws.receive_json(timeout=5)
+        assert [e["type"] for e in page["events"]] == ["group_membership"]
