@@ -485,9 +485,10 @@ class GroupService:
                 )
             encrypted = {s.recipient: msgspec.to_builtins(s.encrypted) for s in shares}
             provider_events: dict[str, list[Any]] = {}
+            reaches = await self._reaches(tx, actor, encrypted)
             for member, olm in encrypted.items():
                 provider = provider_of(member)
-                if provider is not None:
+                if provider in reaches:
                     provider_events.setdefault(provider, []).append(RoomKeyEvent(
                         group=current.uri, sender=actor.user, recipient=member,
                         session_id=session_id, encrypted=olm,
@@ -581,9 +582,10 @@ class GroupService:
             recipients = [m for m in current.members if m != actor.user]
             gateway_id = f"gw_{uuid.uuid4().hex}"
             provider_events: dict[str, list[Any]] = {}
+            reaches = await self._reaches(tx, actor, recipients)
             for member in recipients:
                 provider = provider_of(member)
-                if provider is not None:
+                if provider in reaches:
                     provider_events.setdefault(provider, []).append(GroupMessageEvent(
                         id=gateway_id, group=current.uri, sender=actor.user, recipient=member,
                         sent_at=sent_at, encrypted=payload.get("encrypted"),
@@ -614,6 +616,15 @@ class GroupService:
             metrics.GROUP_ITEMS.labels(state.service, "group_message").inc()
             log.info("group_message_accepted", service=state.service)
         return gateway_id
+
+    async def _reaches(self, tx: Tx, actor: Actor, members: Iterable[str]) -> set[str]:
+        """The providers of `members` that `actor` still reaches: all of them for a provider's
+        user; for a platform user, those it still consents to (a revocation since it joined
+        the group stops what it sends from reaching that provider, Art. 7(7))."""
+        providers = {p for m in members if (p := provider_of(m)) is not None}
+        if not actor.platform:
+            return providers
+        return {p for p in providers if await self.consent.allows_in(tx, actor.user, p)}
 
     async def _check_session(
         self, tx: Tx, state: GroupState, actor: Actor, session_id: str
