@@ -298,6 +298,7 @@ def relay_ctx(
             app[INGRESS] = Ingress(config, platform, relay)
         else:
             app[UPLINK].bind(relay, app[KEY_DIRECTORY].claim_for_platform)
+            app[UPLINK].bind_groups(app[GROUPS])
         app[WEBHOOK_PUSHER] = pusher = WebhookPusher(
             queue,
             webhooks or app[PROVIDERS].webhook,

@@ -17,6 +17,7 @@ from gateway.platforms.sandbox import SandboxPlatform
 routes = web.RouteTableDef()
 
 NativeId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+\Z")]
+MemberUri = Annotated[str, Meta(min_length=1, max_length=256)]
 ClientIds = list[Annotated[str, Meta(min_length=1, max_length=128)]] | Literal["all"]
 
 
@@ -40,6 +41,13 @@ class SandboxSend(_In, frozen=True, rename={"sender": "from", "recipient": "to"}
     sender: str
     recipient: str
     content: dict[str, Any]
+
+
+class NewGroup(_In, frozen=True):
+    service: Literal["whatsapp", "messenger", "instagram"]
+    creator: str
+    name: Annotated[str, Meta(min_length=1, max_length=128)]
+    members: Annotated[list[MemberUri], Meta(max_length=1024)]
 
 
 class Outage(_In, frozen=True):
@@ -75,11 +83,21 @@ async def change_consent(request: web.Request) -> web.Response:
 
 @routes.post("/sandbox/v1/send")
 async def send(request: web.Request) -> web.Response:
-    """A simulated user sends MIMI content (translated and encrypted by the sandbox)."""
+    """A simulated user sends MIMI content (translated and encrypted by the sandbox); to a group
+    URI, as a Megolm message after sharing a new session when the group's epoch moved."""
     sandbox = _sandbox(request)
     body = await decode_json(request, SandboxSend)
     gateway_id = await sandbox.send(body.sender, body.recipient, body.content)
     return json_response({"id": gateway_id}, status=202)
+
+
+@routes.post("/sandbox/v1/groups")
+async def create_group(request: web.Request) -> web.Response:
+    """A simulated user creates a group hosted on its service (DESIGN §4.10)."""
+    sandbox = _sandbox(request)
+    body = await decode_json(request, NewGroup)
+    state = await sandbox.create_group(body.service, body.creator, body.name, body.members)
+    return json_response(state, status=201)
 
 
 @routes.get("/sandbox/v1/inbox")

@@ -166,7 +166,8 @@ ConsentSetter = Callable[[str, "list[str] | Literal['all']"], Awaitable[None]]
 
 
 class Uplink:
-    """The gateway as the sandbox's users reach it: the relay and the third-party key claim.
+    """The gateway as the sandbox's users reach it: the relay, the third-party key claim and
+    the group service (`bind_groups`, a `GroupSink` it forwards to).
 
     The sandbox and the gateway call each other (the relay delivers to the sandbox; its users send
     through the relay and claim third-party keys from the key directory), so the wiring makes this
@@ -178,6 +179,7 @@ class Uplink:
     def __init__(self) -> None:
         self._relay: InboundSink | None = None
         self._keys: ThirdPartyKeys | None = None
+        self._groups: GroupSink | None = None
 
     def bind(self, relay: InboundSink, third_party_keys: ThirdPartyKeys) -> None:
         """Connect to the relay and the key directory; once."""
@@ -195,6 +197,44 @@ class Uplink:
             raise RuntimeError("a key claim before the key directory was wired")
         return await self._keys(user_uri)
 
+    # -- groups: the gateway's group service (a GroupSink), bound once like the relay ------
+
+    def bind_groups(self, sink: GroupSink) -> None:
+        """Connect to the group service; once."""
+        if self._groups is not None:
+            raise RuntimeError("the uplink's group service is bound already")
+        self._groups = sink
+
+    def _group_sink(self) -> GroupSink:
+        if self._groups is None:
+            raise RuntimeError("group traffic before the group service was wired")
+        return self._groups
+
+    async def create_group(
+        self, *, native_id: str, service: str, creator: str, name: str, members: list[str]
+    ) -> dict[str, Any]:
+        return await self._group_sink().create_group(
+            native_id=native_id, service=service, creator=creator, name=name, members=members
+        )
+
+    async def share_room_keys(
+        self, *, native_id: str, group: str, sender: str, session_id: str,
+        shares: list[dict[str, Any]],
+    ) -> None:  # fmt: skip
+        await self._group_sink().share_room_keys(
+            native_id=native_id, group=group, sender=sender, session_id=session_id, shares=shares
+        )
+
+    async def send_group_message(
+        self, *, native_id: str, group: str, sender: str, sent_at: int, payload: dict[str, Any]
+    ) -> str:
+        return await self._group_sink().send_group_message(
+            native_id=native_id, group=group, sender=sender, sent_at=sent_at, payload=payload
+        )
+
+    async def group_state(self, group: str) -> dict[str, Any] | None:
+        return await self._group_sink().group_state(group)
+
 
 class Platform(Protocol):
     """A connector to the three services (sandbox or http)."""
@@ -206,7 +246,7 @@ class Platform(Protocol):
         ...
 
     async def deliver_group(self, item: GroupOutgoing) -> None:
-        """Hand a group item to one platform member; raise as `deliver` does."""
+        """Hand one group item to its platform member; raise as `deliver` does."""
         ...
 
     async def claim_key_bundle(self, user_uri: str) -> ClaimedBundle | None:

@@ -6,6 +6,18 @@ Platform Send API), with the sender named as the service knows it (`from` on Wha
 WhatsApp `{"type": "encrypted", "encrypted": {...}}`, Messenger and Instagram
 `{"message": {"encrypted": {...}}}`; the service decrypts on its users' devices.
 Timeouts, connection errors, 429 and 5xx are retryable; other answers are permanent.
+
+Groups (DESIGN §4.10), one POST per platform member and item, to the same per-service URL:
+- group_message: WhatsApp a `/messages` body with `recipient_type: "group"`, `to` the group id,
+  `from` the sender and `recipient_participant_id` the member it is for (the gateway fans out
+  per member); Messenger/Instagram the 1:1 send body (`recipient` the member) extended with
+  `thread: {id, thread_type: "GROUP"}`. A Megolm message travels as the Olm one does
+  (`type: "encrypted"` / `message.encrypted`), with `protocol: "megolm.v1"`.
+- room_key and group_membership have no send API in the services' contracts, so they are
+  posted as JSON objects `{"type": "room_key", "group", "from", "to", "session_id",
+  "encrypted"}` and `{"type": "group_membership", "group", "to", "by", "added", "removed",
+  "epoch", "members": [{id, role}]}`, users named by their native ids as in every body and
+  `group` the service's group id.
 """
 
 from __future__ import annotations
@@ -21,6 +33,7 @@ from gateway.config import HttpPlatformConfig, PlatformEndpoint
 from gateway.errors import Unavailable
 from gateway.platforms.base import (
     ClaimedBundle,
+    GroupOutgoing,
     Outgoing,
     PermanentDelivery,
     RetryableDelivery,
@@ -29,6 +42,7 @@ from gateway.platforms.base import (
 from gateway.store import Store, Tx
 from gateway.store import platform as platform_store
 from gateway.translate import TRANSLATORS, Envelope, NeutralEvent, TranslationError, receipt_event
+from gateway.translate.groups import THREAD_TYPE, split_group_uri
 
 log = structlog.get_logger(__name__)
 
@@ -148,6 +162,62 @@ class HttpPlatform:
         except TranslationError:
             return []  # the service has no native form for this signal: nothing to send
         return [{k: v for k, v in head.items() if k not in n} | n for n in natives]
+
+    async def deliver_group(self, item: GroupOutgoing) -> None:
+        endpoint = self.endpoint(item.service)
+        if endpoint is None:
+            raise PermanentDelivery("no_endpoint")
+        try:
+            service, gid = split_group_uri(item.group)
+            if service != item.service:
+                raise TranslationError("group", "not a group of this service")
+            bodies = self._group_bodies(item, gid)
+        except (TranslationError, KeyError, TypeError, ValueError):
+            raise PermanentDelivery("invalid_group_item") from None
+        sender_id = self.native_id(item.service, item.sender)
+
+        async def remember_sender(tx: Tx) -> None:
+            await platform_store.remember_user(tx, item.service, sender_id, item.sender)
+
+        await self.store.write("platform_user_id", remember_sender)
+        for body in bodies:
+            await self._post(endpoint.url, body)
+
+    def _group_bodies(self, item: GroupOutgoing, gid: str) -> list[dict[str, Any]]:
+        service, payload = item.service, item.payload
+        sender = self.native_id(service, item.sender)
+        member = self.native_id(service, item.recipient)
+        if item.kind == "room_key":
+            return [{
+                "type": "room_key", "group": gid, "from": sender, "to": member,
+                "session_id": str(payload["session_id"]), "encrypted": dict(payload["encrypted"]),
+            }]  # fmt: skip
+        if item.kind == "group_membership":
+            by = payload.get("by")
+            return [{
+                "type": "group_membership", "group": gid, "to": member,
+                "by": None if by is None else self.native_id(service, by),
+                "added": [self.native_id(service, u) for u in payload.get("added") or []],
+                "removed": [self.native_id(service, u) for u in payload.get("removed") or []],
+                "epoch": int(payload["epoch"]),
+                "members": [
+                    {"id": self.native_id(service, m["uri"]), "role": m["role"]}
+                    for m in payload["members"]
+                ],
+            }]  # fmt: skip
+        encrypted = "encrypted" in payload
+        objects = [{"encrypted": dict(payload["encrypted"])}] if encrypted else payload["native"]
+        if service == "whatsapp":
+            head: dict[str, Any] = {
+                "messaging_product": "whatsapp", "recipient_type": "group", "to": gid,
+                "from": sender, "recipient_participant_id": member,
+            }  # fmt: skip
+            if encrypted:
+                return [head | {"type": "encrypted"} | objects[0]]
+            return [head | obj for obj in objects]
+        thread = {"id": gid, "thread_type": THREAD_TYPE}
+        head = {"recipient": {"id": member}, "sender": {"id": sender}, "thread": thread}
+        return [head | {"messaging_type": "RESPONSE", "message": obj} for obj in objects]
 
     async def _post(self, url: str, body: dict[str, Any]) -> str | None:
         """POST one body; return the service's id of the message, if it says."""

@@ -18,11 +18,20 @@ from gateway.translate import (
     TranslationError,
     receipt_event,
 )
+from gateway.translate.groups import (
+    GroupEvent,
+    Membership,
+    meta_group_webhook,
+    whatsapp_group_webhooks,
+)
+from gateway.translate.meta import MetaTranslator
 from gateway.translate.neutral import ReceiptStatus
 
 __all__ = [
     "TranslationError",
     "content_to_send",
+    "group_membership_webhooks",
+    "group_send_object_webhooks",
     "receipt_webhook",
     "send_object_to_content",
     "send_object_webhook",
@@ -84,3 +93,55 @@ def receipt_webhook(
         sent_at=sent_at,  # type: ignore[arg-type]
     )
     return TRANSLATORS[service].webhook_from_neutral(event, key=key)
+
+
+def _group_webhooks(service: str, item: GroupEvent, refs: MemoryMessageRefs, key: bytes) -> Any:
+    if service == "whatsapp":
+        return whatsapp_group_webhooks(item, refs=refs, key=key)
+    translator = TRANSLATORS[service]
+    assert isinstance(translator, MetaTranslator)
+    return [meta_group_webhook(translator, item, refs=refs, key=key)]
+
+
+def group_send_object_webhooks(
+    service: str,
+    obj: Any,
+    *,
+    group: str,
+    sender: str,
+    recipient: str,
+    message_id: str,
+    sent_at: int,
+    key: bytes = b"",
+) -> list[dict[str, Any]]:
+    """The native group envelopes member `recipient` receives for one send object in `group`:
+    WhatsApp a message webhook with `group_id`, Messenger/Instagram the 1:1 one with `thread`."""
+    refs = MemoryMessageRefs()
+    event = NeutralEvent(
+        envelope=Envelope(id=message_id, sender=sender, recipient=recipient, sent_at=sent_at),
+        content=TRANSLATORS[service].native_to_content(obj, refs=refs),
+    )
+    item = GroupEvent(group=group, member=recipient, event=event)
+    return list(_group_webhooks(service, item, refs, key))
+
+
+def group_membership_webhooks(
+    service: str,
+    *,
+    group: str,
+    member: str,
+    by: str | None,
+    added: list[str],
+    removed: list[str],
+    sent_at: int,
+    key: bytes = b"",
+) -> list[dict[str, Any]]:
+    """The native membership change(s) member `member` receives (none when nothing changed)."""
+    if not added and not removed:
+        return []
+    membership = Membership(
+        sent_at=sent_at, added=tuple(added), removed=tuple(removed), by=by,
+        initiated_by="participant" if by is not None and by in removed else None,
+    )  # fmt: skip
+    item = GroupEvent(group=group, member=member, membership=membership)
+    return list(_group_webhooks(service, item, MemoryMessageRefs(), key))

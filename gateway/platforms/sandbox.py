@@ -10,34 +10,50 @@ An outage switch per service lets integrators watch the gateway retry.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import functools
 import random
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
 import structlog
+import vodozemac
 
 from gateway.clock import now_ms
 from gateway.content import ContentError, content_from_json
 from gateway.crypto import DecryptionFailed, OlmCiphertext, OlmParty
-from gateway.errors import Conflict, ContentRejected, NotFound, UnknownRecipient, ValidationFailed
+from gateway.errors import (
+    Conflict,
+    ContentRejected,
+    Forbidden,
+    NotFound,
+    UnknownRecipient,
+    ValidationFailed,
+)
 from gateway.platforms.base import (
     SERVICES,
     ClaimedBundle,
     ConsentSetter,
+    GroupOutgoing,
+    GroupSink,
     Inbound,
     InboundSink,
     Outgoing,
     PermanentDelivery,
     RetryableDelivery,
     ThirdPartyKeys,
+    Uplink,
     service_of,
 )
 from gateway.platforms.native import (
     TranslationError,
     content_to_send,
+    group_membership_webhooks,
+    group_send_object_webhooks,
     receipt_webhook,
     send_object_webhook,
 )
@@ -47,6 +63,7 @@ from gateway.platforms.sandbox_state import (
     SandboxUser,
     StaleAccount,
 )
+from gateway.translate.groups import split_group_uri
 
 log = structlog.get_logger(__name__)
 
@@ -66,9 +83,12 @@ class SandboxPlatform:
         inbound: InboundSink,
         third_party_keys: ThirdPartyKeys,
         set_consent: ConsentSetter,
+        groups: GroupSink | None = None,
     ) -> None:
         self.state = state
         self.inbound = inbound
+        # The group service; by default the uplink's (bound with `Uplink.bind_groups`).
+        self.groups = groups if groups is not None or not isinstance(inbound, Uplink) else inbound
         self.third_party_keys = third_party_keys
         self.set_consent = set_consent
         self.down: set[str] = set()
@@ -148,16 +168,21 @@ class SandboxPlatform:
                 lambda tx: self.state.deliver_in(tx, user.uri, item.id, envelope),
             )
             return
+        await self._with_account(user, functools.partial(self._receive_message, user, item))
+        self._acknowledge(user, item)
+
+    async def _with_account(
+        self, user: SandboxUser, attempt: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run a step that changes the user's Olm account, again while another replica races."""
         async with self._lock(user.uri):
             for _ in range(ACCOUNT_ATTEMPTS):
                 try:
-                    await self._receive_message(user, item)
-                    break
+                    await attempt()
+                    return
                 except StaleAccount:  # another replica decrypted for this user meanwhile
                     await asyncio.sleep(random.uniform(0.005, 0.03))
-            else:
-                raise RetryableDelivery("recipient_busy")
-        self._acknowledge(user, item)
+        raise RetryableDelivery("recipient_busy")
 
     async def _receive_message(self, user: SandboxUser, item: Outgoing) -> None:
         if await self.state.has_received(user.uri, item.id):
@@ -223,43 +248,18 @@ class SandboxPlatform:
     # -- a simulated user sends -----------------------------------------------------------
 
     async def send(self, sender: str, recipient: str, content: dict[str, Any]) -> str:
-        """Translate, encrypt for the third-party recipient and hand to the relay."""
+        """Translate, encrypt for the third-party recipient (or the group) and hand on."""
+        if is_group_uri(recipient):
+            return await self.send_group(sender, recipient, content)
         user = await self._user(sender, "$.from")
         if service_of(recipient) in SERVICES:
             raise ValidationFailed("The recipient must be a third-party user.", field="$.to")
-        try:
-            objects = content_to_send(user.service, content_from_json(content))
-        except (ContentError, TranslationError) as exc:
-            raise ContentRejected(exc.reason, field=f"$.content.{exc.field}") from None
-        if len(objects) != 1:
-            raise ContentRejected(
-                f"This content takes {len(objects)} {user.service} messages; send one part.",
-                field="$.content.nestedPart",
-            )
-        message = objects[0]
+        message = _one_send_object(user.service, content)
         bundle = await self.third_party_keys(recipient)
         if bundle is None:
             raise UnknownRecipient("No such third-party user has published keys.", field="$.to")
         async with self._lock(user.uri):
-            for _ in range(ACCOUNT_ATTEMPTS):
-                party, version = await self.state.party(user.uri)
-                otk = bundle.one_time_key or bundle.fallback_key
-                ciphertext = party.encrypt(
-                    bundle.identity_key,
-                    msgspec.json.encode(message),
-                    one_time_key=None if otk is None else otk.key,
-                )
-                try:
-                    await self.state.store.write(
-                        "sandbox_send",
-                        functools.partial(self.state.save_party_in, uri=user.uri, party=party,
-                                          version=version),
-                    )  # fmt: skip
-                    break
-                except StaleAccount:  # another replica used this account meanwhile
-                    await asyncio.sleep(random.uniform(0.005, 0.03))
-            else:
-                raise Conflict("This sandbox user is busy; try again.", field="$.from")
+            (ciphertext,) = await self._encrypt_for(user, [bundle], msgspec.json.encode(message))
         return await self.inbound.receive(
             Inbound(
                 native_id=f"sbx_{uuid.uuid4().hex}", kind="message", service=user.service,
@@ -268,7 +268,256 @@ class SandboxPlatform:
             )
         )  # fmt: skip
 
+    async def _encrypt_for(
+        self, user: SandboxUser, bundles: list[ClaimedBundle], plaintext: bytes
+    ) -> list[OlmCiphertext]:
+        """Olm-encrypt `plaintext` to each claimed bundle and save the account (lock held)."""
+        for _ in range(ACCOUNT_ATTEMPTS):
+            party, version = await self.state.party(user.uri)
+            ciphertexts = []
+            for bundle in bundles:
+                otk = bundle.one_time_key or bundle.fallback_key
+                one_time_key = None if otk is None else otk.key
+                ciphertexts.append(
+                    party.encrypt(bundle.identity_key, plaintext, one_time_key=one_time_key)
+                )
+            try:
+                await self.state.store.write(
+                    "sandbox_send",
+                    functools.partial(self.state.save_party_in, uri=user.uri, party=party,
+                                      version=version),
+                )  # fmt: skip
+                return ciphertexts
+            except StaleAccount:  # another replica used this account meanwhile
+                await asyncio.sleep(random.uniform(0.005, 0.03))
+        raise Conflict("This sandbox user is busy; try again.", field="$.from")
+
+    # -- groups (DESIGN §4.10) ------------------------------------------------------------
+
+    def _group_sink(self) -> GroupSink:
+        if self.groups is None:
+            raise RuntimeError("group traffic before the group service was wired")
+        return self.groups
+
+    async def create_group(
+        self, service: str, creator: str, name: str, members: list[str]
+    ) -> dict[str, Any]:
+        """A simulated user creates a group hosted on its service; the group's state."""
+        user = await self._user(creator, "$.creator")
+        if user.service != service:
+            raise ValidationFailed(
+                "The creator must be a user of the group's service.", field="$.creator"
+            )
+        return await self._group_sink().create_group(
+            native_id=f"sbx_{uuid.uuid4().hex}", service=service, creator=user.uri, name=name,
+            members=members,
+        )  # fmt: skip
+
+    async def send_group(self, sender: str, group: str, content: dict[str, Any]) -> str:
+        """Share a Megolm session if the epoch moved, then send one Megolm message."""
+        user = await self._user(sender, "$.from")
+        sink = self._group_sink()
+        state = await sink.group_state(group)
+        if state is None:
+            raise NotFound("No such group.", field="$.to")
+        members = [m["uri"] for m in state["members"]]
+        if user.uri not in members:
+            raise Forbidden("The sender is not a member of this group.", field="$.from")
+        message = msgspec.json.encode(_one_send_object(state["service"], content))
+        epoch = int(state["epoch"])
+        keys = await self.state.keys(user.uri)
+        assert keys is not None
+        async with self._lock(user.uri):
+            current = await self.state.outbound_session(user.uri, group)
+            if current is not None and current[0] == epoch:
+                session = current[1]
+            else:  # a new epoch (or a first message): a new session, shared with the members
+                session = vodozemac.GroupSession()
+                others = [uri for uri in members if uri != user.uri]
+                await self._share_session(user, group, session, others)
+            ciphertext = session.encrypt(message)
+            await self.state.save_outbound_session(user.uri, group, epoch, session)
+        encrypted = {
+            "protocol": "megolm.v1", "session_id": session.session_id,
+            "body": base64.b64encode(ciphertext.to_bytes()).decode(),
+            "sender_key": keys.identity_key,
+        }  # fmt: skip
+        return await sink.send_group_message(
+            native_id=f"sbx_{uuid.uuid4().hex}", group=group, sender=user.uri,
+            sent_at=now_ms(), payload={"encrypted": encrypted},
+        )  # fmt: skip
+
+    async def _share_session(
+        self, user: SandboxUser, group: str, session: vodozemac.GroupSession, others: list[str]
+    ) -> None:
+        """Claim each other member's keys and send each one the room key over Olm."""
+        bundles = []
+        for uri in others:
+            platform_member = service_of(uri) in SERVICES
+            bundle = await (self.claim_key_bundle if platform_member else self.third_party_keys)(
+                uri
+            )
+            if bundle is None:
+                raise UnknownRecipient("A member of the group has no keys.", field="$.to")
+            bundles.append(bundle)
+        share = {"room_key": {
+            "group": group, "session_id": session.session_id,
+            "session_key": session.session_key.to_base64(),
+        }}  # fmt: skip
+        ciphertexts = await self._encrypt_for(user, bundles, msgspec.json.encode(share))
+        pairs = zip(others, ciphertexts, strict=True)
+        await self._group_sink().share_room_keys(
+            native_id=f"sbx_{uuid.uuid4().hex}", group=group, sender=user.uri,
+            session_id=session.session_id,
+            shares=[{"to": to, "encrypted": c.to_wire()} for to, c in pairs],
+        )  # fmt: skip
+
+    async def deliver_group(self, item: GroupOutgoing) -> None:
+        if item.service in self.down:
+            raise RetryableDelivery("platform_unavailable")
+        user = await self.state.user(item.recipient)
+        if user is None:
+            raise PermanentDelivery("unknown_user")
+        if await self.state.group_item_seen(user.uri, item.id):
+            return  # a redelivery
+        if item.kind == "room_key":
+            await self._with_account(user, functools.partial(self._take_room_key, user, item))
+        elif item.kind == "group_message":
+            await self._take_group_message(user, item)
+        else:
+            await self._take_membership(user, item)
+
+    async def _take_room_key(self, user: SandboxUser, item: GroupOutgoing) -> None:
+        if await self.state.group_item_seen(user.uri, item.id):
+            return  # taken in meanwhile: its Olm message was consumed then
+        party, version = await self.state.party(user.uri)
+        wire = item.payload.get("encrypted")
+        try:
+            if not isinstance(wire, dict) or wire.get("protocol") != "olm.v1":
+                raise DecryptionFailed("not an Olm message")
+            plaintext = party.decrypt(
+                OlmCiphertext.from_wire(wire["type"], wire["body"], wire["sender_key"])
+            )
+        except (DecryptionFailed, KeyError, TypeError):
+            self.state.put_back(user.uri, party, version)  # unchanged by a failed decryption
+            if await self.state.group_item_seen(user.uri, item.id):
+                return
+            raise PermanentDelivery("undecryptable") from None
+        session = _room_key_session(plaintext, item)
+
+        async def unit(tx: Any) -> None:
+            await self.state.save_party_in(tx, user.uri, party, version)
+            if session is not None:
+                await self.state.save_inbound_session_in(tx, user.uri, item.group, session)
+            await self.state.mark_group_item_in(tx, user.uri, item.id)
+
+        await self.state.store.write("sandbox_room_key", unit)
+        if session is None:  # the Olm session stays (it is the sender's), the key is refused
+            raise PermanentDelivery("bad_room_key")
+
+    async def _take_group_message(self, user: SandboxUser, item: GroupOutgoing) -> None:
+        if "encrypted" in item.payload:
+            wire = item.payload["encrypted"]
+            session_id = wire.get("session_id") if isinstance(wire, dict) else None
+            if not isinstance(session_id, str) or wire.get("protocol") != "megolm.v1":
+                raise PermanentDelivery("undecryptable")
+            session = await self.state.inbound_session(user.uri, item.group, session_id)
+            if session is None:  # its room key precedes it in this member's queue
+                raise PermanentDelivery("unknown_session")
+            try:
+                body = base64.b64decode(wire["body"], validate=True)
+                decrypted = session.decrypt(vodozemac.MegolmMessage.from_bytes(body))
+                objects = [msgspec.json.decode(bytes(decrypted.plaintext))]
+            except (KeyError, TypeError, ValueError, binascii.Error, msgspec.DecodeError):
+                raise PermanentDelivery("undecryptable") from None
+        else:
+            native = item.payload.get("native")
+            if not isinstance(native, list):
+                raise PermanentDelivery("not_a_native_message")
+            objects = native
+        try:
+            envelopes = [
+                envelope
+                for i, obj in enumerate(objects)
+                for envelope in group_send_object_webhooks(
+                    user.service, obj, group=item.group, sender=item.sender, recipient=user.uri,
+                    message_id=item.id if i == 0 else f"{item.id}.{i}", sent_at=item.sent_at,
+                    key=self.state.key,
+                )
+            ]  # fmt: skip
+        except TranslationError:
+            raise PermanentDelivery("not_a_native_message") from None
+        await self._keep_group_item(user, item, envelopes)
+
+    async def _take_membership(self, user: SandboxUser, item: GroupOutgoing) -> None:
+        change = item.payload
+        try:
+            epoch, members = int(change["epoch"]), list(change["members"])
+            envelopes = group_membership_webhooks(
+                user.service, group=item.group, member=user.uri, by=change.get("by"),
+                added=list(change.get("added") or []), removed=list(change.get("removed") or []),
+                sent_at=item.sent_at, key=self.state.key,
+            )  # fmt: skip
+        except (KeyError, TypeError, ValueError, TranslationError):
+            raise PermanentDelivery("bad_membership") from None
+        await self._keep_group_item(
+            user, item, envelopes, view=(epoch, [dict(m) for m in members])
+        )
+
+    async def _keep_group_item(
+        self,
+        user: SandboxUser,
+        item: GroupOutgoing,
+        envelopes: list[dict[str, Any]],
+        view: tuple[int, list[dict[str, Any]]] | None = None,
+    ) -> None:
+        async def unit(tx: Any) -> None:
+            if view is not None:
+                await self.state.save_group_view_in(tx, user.uri, item.group, *view)
+            for i, envelope in enumerate(envelopes):
+                inbox_id = item.id if i == 0 else f"{item.id}.{i}"
+                await self.state.deliver_in(tx, user.uri, inbox_id, envelope)
+            await self.state.mark_group_item_in(tx, user.uri, item.id)
+
+        await self.state.store.write("sandbox_group_receive", unit)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def is_group_uri(uri: str) -> bool:
+    try:
+        split_group_uri(uri)
+    except TranslationError:
+        return False
+    return True
+
+
+def _one_send_object(service: str, content: dict[str, Any]) -> dict[str, Any]:
+    """The one send object of `service` for MIMI content (422 naming the field otherwise)."""
+    try:
+        objects = content_to_send(service, content_from_json(content))
+    except (ContentError, TranslationError) as exc:
+        raise ContentRejected(exc.reason, field=f"$.content.{exc.field}") from None
+    if len(objects) != 1:
+        raise ContentRejected(
+            f"This content takes {len(objects)} {service} messages; send one part.",
+            field="$.content.nestedPart",
+        )
+    return objects[0]
+
+
+def _room_key_session(
+    plaintext: bytes, item: GroupOutgoing
+) -> vodozemac.InboundGroupSession | None:
+    """The inbound session of a room-key plaintext for this item's group and session, or None."""
+    try:
+        share = msgspec.json.decode(plaintext)["room_key"]
+        if share["group"] != item.group or share["session_id"] != item.payload.get("session_id"):
+            return None
+        session = vodozemac.InboundGroupSession(vodozemac.SessionKey(share["session_key"]))
+    except (KeyError, TypeError, ValueError, msgspec.DecodeError):
+        return None
+    return session if session.session_id == share["session_id"] else None

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import vodozemac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.clock import now_ms
@@ -27,7 +28,7 @@ from gateway.platforms.base import ClaimedBundle, SignedOneTimeKey
 from gateway.secretfiles import load_or_create
 from gateway.store import Store, Tx, is_lock_not_available
 from gateway.store import sandbox as sandbox_store
-from gateway.store.sandbox import SandboxUser, StoredKey, UserKeys
+from gateway.store.sandbox import OutboundSession, SandboxUser, StoredKey, UserKeys
 
 __all__ = [
     "REPLENISH_BELOW",
@@ -94,6 +95,10 @@ class SandboxState:
 
     async def user(self, uri: str) -> SandboxUser | None:
         return await sandbox_store.user(self.store, uri)
+
+    async def keys(self, uri: str) -> UserKeys | None:
+        """The user's published identity and signing keys."""
+        return await sandbox_store.user_keys(self.store, uri)
 
     async def party(self, uri: str) -> tuple[OlmParty, int]:
         """The user's Olm account and the version it was read at (for `save_party_in`).
@@ -178,3 +183,57 @@ class SandboxState:
             {"received_at": entry.received_at, "payload": self.unseal(entry.sealed)}
             for entry in entries
         ]
+
+    # -- groups (DESIGN §4.10): Megolm sessions pickled under the sandbox key -------------------
+
+    async def group_item_seen(self, uri: str, item_id: str) -> bool:
+        return await sandbox_store.group_item_seen(self.store, uri, item_id)
+
+    async def mark_group_item_in(self, tx: Tx, uri: str, item_id: str) -> None:
+        await sandbox_store.mark_group_item(tx, uri, item_id, now_ms())
+
+    async def save_inbound_session_in(
+        self, tx: Tx, uri: str, group: str, session: vodozemac.InboundGroupSession
+    ) -> None:
+        await sandbox_store.save_inbound_session(
+            tx, uri, group, session.session_id, session.pickle(self.key), now_ms()
+        )
+
+    async def inbound_session(
+        self, uri: str, group: str, session_id: str
+    ) -> vodozemac.InboundGroupSession | None:
+        pickle = await sandbox_store.inbound_session(self.store, uri, group, session_id)
+        if pickle is None:
+            return None
+        return vodozemac.InboundGroupSession.from_pickle(pickle, self.key)
+
+    async def outbound_session(
+        self, uri: str, group: str
+    ) -> tuple[int, vodozemac.GroupSession] | None:
+        """The member's sending session in the group and the epoch it was shared in."""
+        found = await sandbox_store.outbound_session(self.store, uri, group)
+        if found is None:
+            return None
+        return found.epoch, vodozemac.GroupSession.from_pickle(found.pickle, self.key)
+
+    async def save_outbound_session(
+        self, uri: str, group: str, epoch: int, session: vodozemac.GroupSession
+    ) -> None:
+        """Keep the sending session (its ratchet moves with every message it encrypts)."""
+        stored = OutboundSession(epoch, session.session_id, session.pickle(self.key))
+
+        async def unit(tx: Tx) -> None:
+            await sandbox_store.save_outbound_session(tx, uri, group, stored)
+
+        await self.store.write("sandbox_group_session", unit)
+
+    async def save_group_view_in(
+        self, tx: Tx, uri: str, group: str, epoch: int, members: list[dict[str, Any]]
+    ) -> None:
+        sealed = self.seal({"epoch": epoch, "members": members})
+        await sandbox_store.save_group_view(tx, uri, group, epoch, sealed)
+
+    async def group_view(self, uri: str, group: str) -> dict[str, Any] | None:
+        """`{epoch, members}` of the group as the member last heard of it, or None."""
+        found = await sandbox_store.group_view(self.store, uri, group)
+        return None if found is None else self.unseal(found[1])

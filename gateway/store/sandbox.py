@@ -187,3 +187,91 @@ async def inbox(db: Reader, uri: str, limit: int) -> list[InboxEntry]:
     """The first `limit` messages of the user's inbox, in the order they arrived."""
     rows = await db.fetch(INBOX_SQL, uri, limit)
     return [InboxEntry(row["received_at"], bytes(row["sealed"])) for row in rows]
+
+
+# -- groups (migration 0011): Megolm sessions pickled under the sandbox key, opaque here ------
+
+GROUP_ITEM_SEEN_SQL = "SELECT 1 FROM sandbox_group_items WHERE user_uri = $1 AND item_id = $2"
+MARK_GROUP_ITEM_SQL = (
+    "INSERT INTO sandbox_group_items (user_uri, item_id, received_at) VALUES ($1, $2, $3) "
+    "ON CONFLICT (user_uri, item_id) DO NOTHING"
+)
+SAVE_INBOUND_SQL = (
+    "INSERT INTO sandbox_group_inbound (user_uri, group_uri, session_id, pickle, created_at) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_uri, group_uri, session_id) DO NOTHING"
+)
+INBOUND_SQL = (
+    "SELECT pickle FROM sandbox_group_inbound "
+    "WHERE user_uri = $1 AND group_uri = $2 AND session_id = $3"
+)
+OUTBOUND_SQL = (
+    "SELECT epoch, session_id, pickle FROM sandbox_group_outbound "
+    "WHERE user_uri = $1 AND group_uri = $2"
+)
+SAVE_OUTBOUND_SQL = (
+    "INSERT INTO sandbox_group_outbound (user_uri, group_uri, epoch, session_id, pickle) "
+    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_uri, group_uri) DO UPDATE SET "
+    "epoch = excluded.epoch, session_id = excluded.session_id, pickle = excluded.pickle"
+)
+SAVE_VIEW_SQL = (
+    "INSERT INTO sandbox_group_views (user_uri, group_uri, epoch, sealed) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (user_uri, group_uri) DO UPDATE SET epoch = excluded.epoch, "
+    "sealed = excluded.sealed WHERE sandbox_group_views.epoch <= excluded.epoch"
+)
+VIEW_SQL = "SELECT epoch, sealed FROM sandbox_group_views WHERE user_uri = $1 AND group_uri = $2"
+
+
+class OutboundSession(NamedTuple):
+    """A member's sending session in a group: the epoch it was shared in and its pickle."""
+
+    epoch: int
+    session_id: str
+    pickle: str
+
+
+async def group_item_seen(db: Reader, uri: str, item_id: str) -> bool:
+    """Whether the member took in this group item already."""
+    return await db.fetchval(GROUP_ITEM_SEEN_SQL, uri, item_id) is not None
+
+
+async def mark_group_item(tx: Tx, uri: str, item_id: str, at: int) -> None:
+    """Record that the member took in the group item (a repeat is ignored)."""
+    await tx.execute(MARK_GROUP_ITEM_SQL, uri, item_id, at)
+
+
+async def save_inbound_session(
+    tx: Tx, uri: str, group: str, session_id: str, pickle: str, at: int
+) -> None:
+    """Keep a received room key's session (the first one of a session id stays)."""
+    await tx.execute(SAVE_INBOUND_SQL, uri, group, session_id, pickle, at)
+
+
+async def inbound_session(db: Reader, uri: str, group: str, session_id: str) -> str | None:
+    """The pickle of the member's inbound session, or None."""
+    value = await db.fetchval(INBOUND_SQL, uri, group, session_id)
+    return None if value is None else str(value)
+
+
+async def outbound_session(db: Reader, uri: str, group: str) -> OutboundSession | None:
+    """The member's current sending session in the group, or None."""
+    row = await db.fetchrow(OUTBOUND_SQL, uri, group)
+    if row is None:
+        return None
+    return OutboundSession(int(row["epoch"]), row["session_id"], row["pickle"])
+
+
+async def save_outbound_session(tx: Tx, uri: str, group: str, session: OutboundSession) -> None:
+    """Set (or advance) the member's sending session in the group."""
+    await tx.execute(SAVE_OUTBOUND_SQL, uri, group, session.epoch, session.session_id,
+                     session.pickle)  # fmt: skip
+
+
+async def save_group_view(tx: Tx, uri: str, group: str, epoch: int, sealed: bytes) -> None:
+    """Remember the group as the member heard of it at `epoch` (an older epoch never wins)."""
+    await tx.execute(SAVE_VIEW_SQL, uri, group, epoch, sealed)
+
+
+async def group_view(db: Reader, uri: str, group: str) -> tuple[int, bytes] | None:
+    """The epoch and sealed members of the member's view of the group, or None."""
+    row = await db.fetchrow(VIEW_SQL, uri, group)
+    return None if row is None else (int(row["epoch"]), bytes(row["sealed"]))

@@ -23,6 +23,7 @@ class GroupUser(ThirdPartyUser):
     def __init__(self, client: Any, client_id: str, local: str) -> None:
         super().__init__(client, client_id, local)
         self.megolm = GroupCrypto(self.party.identity_key)
+        self.keys_seen: set[str] = set()  # room_key events imported (an Olm message opens once)
 
     async def create(self, members: list[str], *, service: str = "whatsapp",
                      id: str | None = None, name: str = "Team") -> Any:  # fmt: skip
@@ -79,7 +80,9 @@ class GroupUser(ThirdPartyUser):
         out = []
         for event in await events_of(self.client, self.client_id, "room_key"):
             if event["to"] == self.uri and event["group"] == group:
-                self.megolm.import_room_key(group, self.decrypt_bytes(event["encrypted"]))
+                if event["event_id"] not in self.keys_seen:
+                    self.keys_seen.add(event["event_id"])
+                    self.megolm.import_room_key(group, self.decrypt_bytes(event["encrypted"]))
         for event in await events_of(self.client, self.client_id, "group_message"):
             if event["to"] == self.uri and event["group"] == group:
                 plain = self.megolm.decrypt(group, event["encrypted"])

@@ -11,9 +11,11 @@ from gateway.app import create_app
 from gateway.config import Config
 from gateway.http.app_keys import STORE
 from gateway.store import groups as groups_store
+from tests.conftest import admin_headers
 from tests.http.group_support import GroupUser, gid
 from tests.http.providers import act_as_providers, provider_headers
-from tests.http.relay_support import events_of, sandbox_user
+from tests.http.relay_support import events_of, eventually, inbox, sandbox_user
+from tests.system.test_shutdown import text_content
 
 TEXT = {"messaging_product": "whatsapp", "type": "text", "text": {"body": "hello group"}}
 
@@ -281,3 +283,85 @@ async def test_group_media_is_for_every_members_provider(client: Any) -> None:
     await alice.remove(group, [bob.uri])
     after = await client.get(f"/v1/media/{media_id}", headers=bob.headers)
     assert after.status == 404
+
+
+async def _inbox_texts(client: Any, uri: str) -> list[Any]:
+    """(kind, group id, text) of each group item in a sandbox WhatsApp user's inbox."""
+    out = []
+    for item in await inbox(client, uri):
+        for entry in item["payload"]["entry"]:
+            for change in entry["changes"]:
+                value = change["value"]
+                if change["field"] == "group_participants_update":
+                    out.append(("membership", value["groups"][0]["group_id"], None))
+                for msg in value.get("messages", []):
+                    if "group_id" in msg:
+                        out.append(("message", msg["group_id"], msg["text"]["body"]))
+    return out
+
+
+async def test_platform_members_read_the_group_and_write_to_it(client: Any) -> None:
+    alice, bob, w1, w2, group = await _group(client)
+    assert (await alice.share(group, 0, [w1, bob.uri, w2]))[0].status == 202
+    assert (await alice.send_group(group, 0, TEXT)).status == 202
+    native_id = gid(group)
+
+    async def w1_read() -> list[Any] | None:
+        got = await _inbox_texts(client, w1)
+        return got if ("message", native_id, "hello group") in got else None
+
+    # The creation reached w1 as WhatsApp's group_participants_update, then the message.
+    assert await eventually(w1_read) == [
+        ("membership", native_id, None), ("message", native_id, "hello group"),
+    ]  # fmt: skip
+    # w2 writes to the group: it shares a session (Olm to each member) and sends Megolm.
+    sent = await client.post(
+        "/sandbox/v1/send", headers=admin_headers(),
+        json={"from": w2, "to": group, "content": text_content("from w2")},
+    )  # fmt: skip
+    assert sent.status == 202, await sent.text()
+
+    async def bob_read() -> list[Any] | None:
+        texts = await bob.read_group_events(group)
+        return texts if len(texts) == 2 else None
+
+    read = await eventually(bob_read)
+    assert read[0] == TEXT and read[1]["text"]["body"] == "from w2"
+    assert await eventually(lambda: _has(client, w1, "from w2"))
+    # After a removal, w2's next message is under a new session the removed bob never gets.
+    assert (await alice.remove(group, [bob.uri])).status == 200
+    again = await client.post(
+        "/sandbox/v1/send", headers=admin_headers(),
+        json={"from": w2, "to": group, "content": text_content("after bob")},
+    )  # fmt: skip
+    assert again.status == 202, await again.text()
+    assert await eventually(lambda: _has(client, w1, "after bob"))
+    keys_to_bob = [e for e in await events_of(client, "globex", "room_key") if e["from"] == w2]
+    assert len(keys_to_bob) == 1  # only the session of epoch 0
+    assert len(await bob.read_group_events(group)) == 2
+
+
+async def _has(client: Any, uri: str, text: str) -> bool:
+    return any(t == text for _, _, t in await _inbox_texts(client, uri))
+
+
+async def test_a_platform_member_reaches_only_providers_it_consents_to(client: Any) -> None:
+    alice, _bob, w1, _w2, group = await _group(client)
+    # w1 revokes its consent to globex: what it sends no longer reaches bob's provider.
+    changed = await client.put(
+        "/sandbox/v1/consent", headers=admin_headers(), json={"user": w1, "consent": ["acme"]}
+    )
+    assert changed.status in (200, 204), await changed.text()
+    sent = await client.post(
+        "/sandbox/v1/send", headers=admin_headers(),
+        json={"from": w1, "to": group, "content": text_content("not for globex")},
+    )  # fmt: skip
+    assert sent.status == 202, await sent.text()
+
+    async def alice_read() -> list[Any] | None:
+        texts = await alice.read_group_events(group)
+        return texts or None
+
+    assert [t["text"]["body"] for t in await eventually(alice_read)] == ["not for globex"]
+    assert [e for e in await events_of(client, "globex", "group_message")] == []
+    assert [e for e in await events_of(client, "globex", "room_key") if e["from"] == w1] == []
