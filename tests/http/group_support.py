@@ -79,10 +79,10 @@ class GroupUser(ThirdPartyUser):
         """Import this user's room keys and decrypt its group messages, in queue order."""
         out = []
         for event in await events_of(self.client, self.client_id, "room_key"):
-            if event["to"] == self.uri and event["group"] == group:
-                if event["event_id"] not in self.keys_seen:
-                    self.keys_seen.add(event["event_id"])
-                    self.megolm.import_room_key(group, self.decrypt_bytes(event["encrypted"]))
+            mine = event["to"] == self.uri and event["group"] == group
+            if mine and event["event_id"] not in self.keys_seen:
+                self.keys_seen.add(event["event_id"])
+                self.megolm.import_room_key(group, self.decrypt_bytes(event["encrypted"]))
         for event in await events_of(self.client, self.client_id, "group_message"):
             if event["to"] == self.uri and event["group"] == group:
                 plain = self.megolm.decrypt(group, event["encrypted"])
