@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -96,20 +97,22 @@ async def test_a_socket_closes_when_its_token_expires(
 async def test_reauthentication_keeps_a_socket_open(
     backend_config: Config, aiohttp_client: Any
 ) -> None:
-    app = create_app(with_auth(backend_config, access_token_ttl_s=2))
+    ttl = 4  # whole seconds: a token expires between ttl - 1 and ttl after it is issued
+    app = create_app(with_auth(backend_config, access_token_ttl_s=ttl))
     client = await aiohttp_client(app)
     first = await register_provider(app, "acme")
+    issued = time.monotonic()
     async with client.ws_connect("/v1/events/ws", headers=bearer(first)) as ws:
-        await asyncio.sleep(1.1)
+        await asyncio.sleep(2.0)  # the second token outlives the first by 1 s at least
         await ws.send_json({"auth": await register_provider(app, "acme")})
         answer = await ws.receive_json(timeout=5)
         assert answer["auth"] == "ok" and isinstance(answer["expires_at"], int)
-        await asyncio.sleep(1.5)  # the first token has expired by now
-        assert not ws.closed
+        await asyncio.sleep(max(0.0, issued + ttl + 0.3 - time.monotonic()))
+        assert not ws.closed  # the first token has expired by now, the second has not
         await ws.send_json({"auth": "not-a-token"})
         error = await ws.receive_json(timeout=5)
         assert error["type"] == "/problems/invalid-token"
-        msg = await ws.receive(timeout=5)  # the second token expires in turn
+        msg = await ws.receive(timeout=ttl + 5)  # the second token expires in turn
         assert msg.type == WSMsgType.CLOSE
         assert msg.data == CLOSE_TOKEN_EXPIRED
 
