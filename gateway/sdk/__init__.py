@@ -2,12 +2,13 @@
 
 from gateway.sdk.auth import SigningKey, TokenError, TokenSource, request_interop, request_status
 from gateway.sdk.client import GatewayError, InteropClient, Sent
-from gateway.sdk.events import Event, Message, Notice, Receipt, Typing
+from gateway.sdk.events import Event, GroupChange, Message, Notice, Receipt, Typing
 from gateway.sdk.state import SdkState
 
 __all__ = [
     "Event",
     "GatewayError",
+    "GroupChange",
     "InteropClient",
     "Message",
     "Notice",

@@ -22,9 +22,10 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from gateway.content import ExternalPart, MimiContent, message_id
+from gateway.content import ExternalPart, MimiContent, content_from_json, message_id
 from gateway.crypto import (
     DecryptionFailed,
+    MediaKey,
     OlmCiphertext,
     decrypt_media,
     encrypt_media,
@@ -32,7 +33,8 @@ from gateway.crypto import (
 )
 from gateway.sdk import content as c
 from gateway.sdk.auth import SigningKey, TokenSource
-from gateway.sdk.events import Event, Message, Notice, Receipt, Typing
+from gateway.sdk.events import Event, GroupChange, Message, Notice, Receipt, Typing
+from gateway.sdk.groups import GroupCrypto
 from gateway.sdk.state import SdkState
 
 DEFAULT_ONE_TIME_KEYS = 50
@@ -80,6 +82,8 @@ class InteropClient:
         self.session = session or aiohttp.ClientSession()
         self.tokens = TokenSource(self.session, f"{self.base_url}/v1/oauth/token", client_id, key)
         self.cursor: str | None = None
+        self._megolm: dict[str, GroupCrypto] = {}
+        self._groups: dict[str, dict[str, Any]] = {}  # the last state seen of each group
 
     async def __aenter__(self) -> InteropClient:
         return self
@@ -218,9 +222,18 @@ class InteropClient:
         caption: str = "",
     ) -> Sent:
         """Encrypt a file (AES-256-GCM), upload the ciphertext, send its key inside Olm."""
+        url, key = await self._upload(peer, data, content_type)
+        part = c.media(
+            url, key, content_type=content_type, size=len(data), filename=filename, caption=caption
+        )
+        return await self.send(local, peer, part)
+
+    async def _upload(self, to: str, data: bytes, content_type: str) -> tuple[str, MediaKey]:
+        """Encrypt a file (AES-256-GCM) and upload the ciphertext for `to` (a user or group);
+        its URL and key."""
         ciphertext, key = encrypt_media(data)
-        params = {"to": peer}
-        service = c.service_of(peer)
+        params = {"to": to}
+        service = c.service_of(to) or _hub_of(to)
         kind = c.upload_kind(service, content_type) if service else None
         if kind is not None:
             params["kind"] = kind
@@ -231,11 +244,7 @@ class InteropClient:
             data=ciphertext,
             headers={"Content-Type": "application/octet-stream"},
         )
-        url = f"{self.base_url}/v1/media/{info['id']}"
-        part = c.media(
-            url, key, content_type=content_type, size=len(data), filename=filename, caption=caption
-        )
-        return await self.send(local, peer, part)
+        return f"{self.base_url}/v1/media/{info['id']}", key
 
     async def download_media(self, part: ExternalPart) -> bytes:
         """Fetch an ExternalPart's ciphertext from the gateway and decrypt it."""
@@ -253,6 +262,182 @@ class InteropClient:
         """Show or stop the typing indicator."""
         body = {"from": self.uri(local), "to": peer, "state": state}
         await self._request("POST", "/v1/typing", json=body)
+
+    # -- groups (DESIGN §4.10) --------------------------------------------------------------
+
+    def _crypto(self, user: str) -> GroupCrypto:
+        """A local user's Megolm sessions, kept in the state file."""
+        crypto = self._megolm.get(user)
+        if crypto is None:
+            identity = self.state.party(user).identity_key
+            crypto = self._megolm[user] = GroupCrypto(identity, store=self.state, user=user)
+        return crypto
+
+    def _seen_group(self, state: dict[str, Any]) -> dict[str, Any]:
+        self._groups[state["group"]] = state
+        return state
+
+    async def create_group(
+        self, local: str, service: str, name: str, members: list[str], *, id: str | None = None
+    ) -> dict[str, Any]:
+        """Create a group hosted on `service` with `local` as its admin; its state."""
+        body = {"id": id or uuid.uuid4().hex, "service": service, "creator": self.uri(local),
+                "name": name, "members": members}  # fmt: skip
+        return self._seen_group(await self._request("POST", "/v1/groups", json=body))
+
+    async def group(self, group: str) -> dict[str, Any]:
+        """A group's current state (members, roles, epoch)."""
+        return self._seen_group(await self._request("GET", f"/v1/groups/{_group_id(group)}"))
+
+    async def add_members(self, local: str, group: str, users: list[str]) -> dict[str, Any]:
+        """Add members (`local` must be an admin); the epoch grows, sessions rotate."""
+        body = {"by": self.uri(local), "add": users}
+        path = f"/v1/groups/{_group_id(group)}/members"
+        return self._seen_group(await self._request("POST", path, json=body))
+
+    async def remove_members(self, local: str, group: str, users: list[str]) -> dict[str, Any]:
+        """Remove members (an admin), or `local` itself (leave); the epoch grows."""
+        body = {"by": self.uri(local), "remove": users}
+        path = f"/v1/groups/{_group_id(group)}/members/remove"
+        return self._seen_group(await self._request("POST", path, json=body))
+
+    async def leave(self, local: str, group: str) -> dict[str, Any]:
+        """`local` leaves the group."""
+        return await self.remove_members(local, group, [self.uri(local)])
+
+    async def _share_room_key(
+        self, sender: str, state: dict[str, Any], session_id: str, room_key: bytes
+    ) -> None:
+        """Send the room key to every other current member over Olm (claiming keys as needed)."""
+        party = self.state.party(sender)
+        shares = []
+        for member in (m["uri"] for m in state["members"]):
+            if member == sender:
+                continue
+            identity_key, one_time_key = await self._session_key(sender, member)
+            ciphertext = party.encrypt(identity_key, room_key, one_time_key=one_time_key)
+            self.state.save(sender)
+            shares.append({"to": member, "encrypted": ciphertext.to_wire()})
+        body = {"from": sender, "session_id": session_id, "shares": shares}
+        path = f"/v1/groups/{_group_id(state['group'])}/keys"
+        await self._request("POST", path, json=body)
+
+    async def send_group(self, local: str, group: str, content: MimiContent) -> Sent:
+        """Encrypt `content` with the group's Megolm session (shared first when the epoch moved)
+        and send it to every member; after a membership change the gateway had not yet told
+        us of (409 stale-group-session), share a new session and send once more."""
+        sender = self.uri(local)
+        mimi_id = message_id(content, sender_uri=sender)
+        crypto = self._crypto(sender)
+        state = self._groups.get(group) or await self.group(group)
+        for attempt in range(2):
+            try:
+                return await self._send_group_once(sender, state, crypto, content, mimi_id)
+            except GatewayError as exc:
+                stale = exc.problem.get("type") == "/problems/stale-group-session"
+                if not stale or attempt:
+                    raise
+            crypto.forget_outbound(group)
+            state = await self.group(group)
+        raise AssertionError("unreachable")
+
+    async def _send_group_once(
+        self,
+        sender: str,
+        state: dict[str, Any],
+        crypto: GroupCrypto,
+        content: MimiContent,
+        mimi_id: bytes,
+    ) -> Sent:
+        group, service, epoch = state["group"], state["service"], int(state["epoch"])
+        client_id = uuid.uuid4().hex
+        sent: Sent | None = None
+        for index, plaintext in enumerate(c.native_plaintexts(service, content, self.state)):
+            encrypted, room_key = crypto.encrypt(group, epoch, plaintext)
+            if room_key is not None:
+                await self._share_room_key(sender, state, encrypted["session_id"], room_key)
+            envelope = {
+                "id": client_id if index == 0 else f"{client_id}.{index}",
+                "from": sender, "sent_at": int(time.time() * 1000), "encrypted": encrypted,
+            }  # fmt: skip
+            path = f"/v1/groups/{_group_id(group)}/messages"
+            answer = await self._request("POST", path, json=envelope)
+            self.state.remember(service, c.native_message_id(service, answer["id"]), mimi_id)
+            if sent is None:
+                sent = Sent(id=answer["id"], client_message_id=client_id, mimi_id=mimi_id,
+                            envelope=envelope)  # fmt: skip
+        assert sent is not None
+        return sent
+
+    async def send_group_text(self, local: str, group: str, body: str) -> Sent:
+        """Send a text message to a group."""
+        return await self.send_group(local, group, c.text(body))
+
+    async def send_group_media(
+        self,
+        local: str,
+        group: str,
+        data: bytes,
+        *,
+        content_type: str,
+        filename: str = "",
+        caption: str = "",
+    ) -> Sent:
+        """Upload an encrypted file for the group's members; send its key inside Megolm."""
+        url, key = await self._upload(group, data, content_type)
+        part = c.media(
+            url, key, content_type=content_type, size=len(data), filename=filename, caption=caption
+        )
+        return await self.send_group(local, group, part)
+
+    def _room_key(self, raw: dict[str, Any]) -> Event | None:
+        """Import a room key sent to one of our members (over Olm); nothing to show."""
+        if not self.state.first_time(f"room_key:{raw['event_id']}"):
+            return None
+        recipient, wire = raw["to"], raw["encrypted"]
+        party = self.state.party(recipient)
+        try:
+            plaintext = party.decrypt(
+                OlmCiphertext.from_wire(wire["type"], wire["body"], wire["sender_key"])
+            )
+        except DecryptionFailed:
+            return Notice(type="undecryptable", raw=raw)
+        self.state.save(recipient)
+        if self._crypto(recipient).import_room_key(raw["group"], plaintext) is None:
+            return Notice(type="bad_room_key", raw=raw)
+        return None
+
+    def _group_message(self, raw: dict[str, Any]) -> Event | None:
+        if not self.state.first_time(f"{raw['id']}:{raw['to']}"):
+            return None  # a redelivery (one event per member of ours)
+        group, service = raw["group"], _hub_of(raw["group"])
+        assert service is not None
+        native: dict[str, Any] | None = None
+        if raw.get("encrypted") is not None:
+            plaintext = self._crypto(raw["to"]).decrypt(group, raw["encrypted"])
+            if plaintext is None:
+                return Notice(type="undecryptable", raw=raw)
+            content, native = c.from_native_plaintext(service, plaintext, self.state)
+        elif raw.get("content") is not None:
+            content = content_from_json(raw["content"])
+        else:
+            return Notice(type="undecryptable", raw=raw)
+        return Message(
+            id=raw["id"], sender=raw["from"], recipient=raw["to"], sent_at=raw["sent_at"],
+            content=content, native=native, raw=raw, group=group,
+        )  # fmt: skip
+
+    def _group_membership(self, raw: dict[str, Any]) -> Event:
+        known = self._groups.get(raw["group"])
+        if known is None or int(known["epoch"]) <= raw["epoch"]:
+            self._groups[raw["group"]] = {
+                **(known or {}), "group": raw["group"], "service": _hub_of(raw["group"]),
+                "members": raw["members"], "epoch": raw["epoch"],
+            }  # fmt: skip
+        return GroupChange(
+            group=raw["group"], by=raw["by"], added=raw["added"], removed=raw["removed"],
+            epoch=raw["epoch"], members=raw["members"], raw=raw,
+        )  # fmt: skip
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -286,6 +471,12 @@ class InteropClient:
             )  # fmt: skip
         if kind == "typing":
             return Typing(sender=raw["from"], recipient=raw["to"], state=raw["state"], raw=raw)
+        if kind == "room_key":
+            return self._room_key(raw)
+        if kind == "group_message":
+            return self._group_message(raw)
+        if kind == "group_membership":
+            return self._group_membership(raw)
         if kind == "keys_low":
             local = raw["user"].rsplit("/u/", 1)[-1]
             await self.publish_keys(local)
@@ -314,3 +505,14 @@ class InteropClient:
             id=raw["id"], sender=raw["from"], recipient=recipient, sent_at=raw["sent_at"],
             content=content, native=native, raw=raw,
         )  # fmt: skip
+
+
+def _group_id(group: str) -> str:
+    """The `{group_id}` of a group URI `mimi://<service>/g/<group_id>` (or the id itself)."""
+    return group.rpartition("/g/")[2]
+
+
+def _hub_of(uri: str) -> str | None:
+    """The hub service of a group URI, else None."""
+    service, sep, rest = uri.removeprefix("mimi://").partition("/g/")
+    return service if uri.startswith("mimi://") and sep and rest else None

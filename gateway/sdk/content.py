@@ -121,16 +121,29 @@ def to_plaintexts(peer: str, content: MimiContent, refs: MessageRefs) -> list[by
     service = service_of(peer)
     if service is None:
         return [msgspec.json.encode(content_to_json(content))]
+    return native_plaintexts(service, content, refs)
+
+
+def native_plaintexts(service: str, content: MimiContent, refs: MessageRefs) -> list[bytes]:
+    """`service`'s native send object(s) for `content`, encoded: what a group hosted there
+    carries inside Megolm, whoever its members are (DESIGN §4.10)."""
     natives = TRANSLATORS[service].content_to_native(content, refs=refs)
     return [msgspec.json.encode(obj) for obj in natives]
+
+
+def from_native_plaintext(
+    service: str, plaintext: bytes, refs: MessageRefs
+) -> tuple[MimiContent, dict[str, Any]]:
+    """Read a decrypted group message of a group hosted on `service` (its native object)."""
+    obj = msgspec.json.decode(plaintext)
+    return TRANSLATORS[service].native_to_content(obj, refs=refs), obj
 
 
 def from_plaintext(
     sender: str, plaintext: bytes, refs: MessageRefs
 ) -> tuple[MimiContent, dict[str, Any] | None]:
     """Read a decrypted message: MIMI content, plus the native object it came as (if any)."""
-    obj = msgspec.json.decode(plaintext)
     service = service_of(sender)
     if service is None:
-        return content_from_json(obj), None
-    return TRANSLATORS[service].native_to_content(obj, refs=refs), obj
+        return content_from_json(msgspec.json.decode(plaintext)), None
+    return from_native_plaintext(service, plaintext, refs)

@@ -19,6 +19,7 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     content: MimiContent
     native: dict[str, Any] | None
     raw: dict[str, Any]  # the event as the gateway delivered it (ciphertext)
+    group: str | None = None  # a group message: the group's URI (`recipient` is our member)
 
     @property
     def text(self) -> str | None:
@@ -51,6 +52,19 @@ class Typing(msgspec.Struct, frozen=True, kw_only=True):
     raw: dict[str, Any]
 
 
+class GroupChange(msgspec.Struct, frozen=True, kw_only=True):
+    """A group was made or its membership changed (`epoch` grew): the next message one of our
+    members sends to it goes under a new Megolm session."""
+
+    group: str
+    by: str
+    added: list[str]
+    removed: list[str]
+    epoch: int
+    members: list[dict[str, str]]
+    raw: dict[str, Any]
+
+
 class Notice(msgspec.Struct, frozen=True, kw_only=True):
     """Any other event (keys_low, identity_changed, consent, delivery_failed, undecryptable)."""
 
@@ -58,4 +72,4 @@ class Notice(msgspec.Struct, frozen=True, kw_only=True):
     raw: dict[str, Any]
 
 
-Event = Message | Receipt | Typing | Notice
+Event = Message | Receipt | Typing | GroupChange | Notice

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import vodozemac
+
 from gateway.crypto import OlmParty
 from gateway.store import sdk_state as store
 from gateway.translate.neutral import derived_message_id
@@ -54,6 +56,32 @@ class SdkState:
 
     def set_peer_key(self, peer_uri: str, identity_key: str | None) -> None:
         store.set_peer_key(self.db, peer_uri, identity_key)
+
+    # -- Megolm (gateway.sdk.groups.MegolmStore) -------------------------------------------
+
+    def load_outbound(self, user: str, group: str) -> tuple[int, vodozemac.GroupSession] | None:
+        found = store.megolm_outbound(self.db, user, group)
+        if found is None or found[0] < 0:
+            return None
+        return found[0], vodozemac.GroupSession.from_pickle(found[1], self.key)
+
+    def save_outbound(
+        self, user: str, group: str, epoch: int, session: vodozemac.GroupSession
+    ) -> None:
+        store.save_megolm_outbound(self.db, user, group, epoch, session.pickle(self.key))
+
+    def load_inbound(
+        self, user: str, group: str, session_id: str
+    ) -> vodozemac.InboundGroupSession | None:
+        pickle = store.megolm_inbound(self.db, user, group, session_id)
+        if pickle is None:
+            return None
+        return vodozemac.InboundGroupSession.from_pickle(pickle, self.key)
+
+    def save_inbound(self, user: str, group: str, session: vodozemac.InboundGroupSession) -> None:
+        store.save_megolm_inbound(
+            self.db, user, group, session.session_id, session.pickle(self.key)
+        )
 
     # -- received messages, once ------------------------------------------------------------
 

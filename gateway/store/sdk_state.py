@@ -19,9 +19,30 @@ CREATE TABLE IF NOT EXISTS refs (
 );
 CREATE INDEX IF NOT EXISTS refs_by_mimi ON refs (service, mimi_id);
 CREATE TABLE IF NOT EXISTS seen (message_id TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS megolm_out (
+    user_uri TEXT NOT NULL, group_uri TEXT NOT NULL, epoch INTEGER NOT NULL, pickle TEXT NOT NULL,
+    PRIMARY KEY (user_uri, group_uri)
+);
+CREATE TABLE IF NOT EXISTS megolm_in (
+    user_uri TEXT NOT NULL, group_uri TEXT NOT NULL, session_id TEXT NOT NULL,
+    pickle TEXT NOT NULL, PRIMARY KEY (user_uri, group_uri, session_id)
+);
 """
 
 PARTY_SQL = "SELECT pickle FROM parties WHERE user_uri = ?"
+MEGOLM_OUT_SQL = "SELECT epoch, pickle FROM megolm_out WHERE user_uri = ? AND group_uri = ?"
+SAVE_MEGOLM_OUT_SQL = (
+    "INSERT INTO megolm_out (user_uri, group_uri, epoch, pickle) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (user_uri, group_uri) DO UPDATE SET epoch = excluded.epoch, "
+    "pickle = excluded.pickle"
+)
+MEGOLM_IN_SQL = (
+    "SELECT pickle FROM megolm_in WHERE user_uri = ? AND group_uri = ? AND session_id = ?"
+)
+SAVE_MEGOLM_IN_SQL = (
+    "INSERT INTO megolm_in (user_uri, group_uri, session_id, pickle) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (user_uri, group_uri, session_id) DO UPDATE SET pickle = excluded.pickle"
+)
 SAVE_PARTY_SQL = (
     "INSERT INTO parties (user_uri, pickle) VALUES (?, ?) "
     "ON CONFLICT (user_uri) DO UPDATE SET pickle = excluded.pickle"
@@ -94,3 +115,31 @@ def native_id(db: sqlite3.Connection, service: str, mimi_id: bytes) -> str | Non
     """The native id remembered for a MIMI message id, or None."""
     row = db.execute(NATIVE_ID_SQL, (service, mimi_id)).fetchone()
     return None if row is None else str(row[0])
+
+
+def megolm_outbound(db: sqlite3.Connection, user_uri: str, group: str) -> tuple[int, str] | None:
+    """(epoch, pickled outbound Megolm session) of a local user in a group, or None."""
+    row = db.execute(MEGOLM_OUT_SQL, (user_uri, group)).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def save_megolm_outbound(
+    db: sqlite3.Connection, user_uri: str, group: str, epoch: int, pickle: str
+) -> None:
+    """Store a local user's outbound Megolm session of a group over the previous one."""
+    db.execute(SAVE_MEGOLM_OUT_SQL, (user_uri, group, epoch, pickle))
+
+
+def megolm_inbound(
+    db: sqlite3.Connection, user_uri: str, group: str, session_id: str
+) -> str | None:
+    """A pickled inbound Megolm session a local user received for a group, or None."""
+    row = db.execute(MEGOLM_IN_SQL, (user_uri, group, session_id)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def save_megolm_inbound(
+    db: sqlite3.Connection, user_uri: str, group: str, session_id: str, pickle: str
+) -> None:
+    """Store an inbound Megolm session (its ratchet moves forward as messages decrypt)."""
+    db.execute(SAVE_MEGOLM_IN_SQL, (user_uri, group, session_id, pickle))

@@ -50,8 +50,19 @@ def _free_port() -> int:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async for served in _serve(make_config(tmp_path / "data")):
+        yield served
+
+
+@pytest.fixture
+async def backend_gateway(backend_config: Config) -> AsyncIterator[Gateway]:
+    """`gateway`, once per storage backend (see tests.conftest.store_url)."""
+    async for served in _serve(backend_config):
+        yield served
+
+
+async def _serve(config: Config) -> AsyncIterator[Gateway]:
     port = _free_port()
-    config = make_config(tmp_path / "data")
     config = msgspec.structs.replace(
         config, server=msgspec.structs.replace(config.server, port=port)
     )
@@ -70,6 +81,20 @@ SdkFactory = Callable[..., Awaitable[InteropClient]]
 @pytest.fixture
 async def onboard_sdk(gateway: Gateway, tmp_path: Path) -> AsyncIterator[SdkFactory]:
     """Onboard a provider through the API and return its SDK client."""
+    async for factory in _onboarding(gateway, tmp_path):
+        yield factory
+
+
+@pytest.fixture
+async def backend_onboard_sdk(
+    backend_gateway: Gateway, tmp_path: Path
+) -> AsyncIterator[SdkFactory]:
+    """`onboard_sdk` against `backend_gateway`."""
+    async for factory in _onboarding(backend_gateway, tmp_path):
+        yield factory
+
+
+async def _onboarding(gateway: Gateway, tmp_path: Path) -> AsyncIterator[SdkFactory]:
     made: list[InteropClient] = []
 
     async def factory(
@@ -104,4 +129,5 @@ async def onboard_sdk(gateway: Gateway, tmp_path: Path) -> AsyncIterator[SdkFact
 
 
 PICKLE_KEY = os.urandom(32)
-FUNCTIONALITIES = ["text", "images", "files", "reactions", "replies", "receipts", "typing"]
+FUNCTIONALITIES = ["text", "images", "files", "reactions", "replies", "receipts", "typing",
+                   "group_text", "group_files"]  # fmt: skip
