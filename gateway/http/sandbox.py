@@ -29,10 +29,7 @@ class NewUser(_In, frozen=True):
     service: Literal["whatsapp", "messenger", "instagram"]
     id: NativeId
     name: Annotated[str, Meta(min_length=1, max_length=128)]
-    consent: MemberUri = Annotated[str, Meta(min_length=1, max_length=256)]
-
-
-ClientIds = []
+    consent: ClientIds = []
 
 
 class ConsentChange(_In, frozen=True):

@@ -35,6 +35,7 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/platform/v1/{service}/webhook"): "platform.webhook",
     ("POST", "/sandbox/v1/users"): "sandbox.user_create",
     ("POST", "/sandbox/v1/send"): "sandbox.send",
+    ("POST", "/sandbox/v1/groups"): "sandbox.group_create",
     ("GET", "/sandbox/v1/inbox"): "sandbox.inbox",
     ("PUT", "/sandbox/v1/consent"): "sandbox.consent",
     ("POST", "/sandbox/v1/outage"): "sandbox.outage",
