@@ -416,6 +416,7 @@ class SandboxPlatform:
             raise PermanentDelivery("bad_room_key")
 
     async def _take_group_message(self, user: SandboxUser, item: GroupOutgoing) -> None:
+        objects: Any
         if "encrypted" in item.payload:
             wire = item.payload["encrypted"]
             session_id = wire.get("session_id") if isinstance(wire, dict) else None

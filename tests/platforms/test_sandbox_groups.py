@@ -361,3 +361,47 @@ async def test_the_uplink_forwards_group_calls_once_bound(sink: FakeGroupSink) -
     assert sent == "gm_1"
     with pytest.raises(RuntimeError, match="bound already"):
         uplink.bind_groups(sink)
+
+
+async def test_a_meta_membership_change_is_the_thread_envelope(sandbox: SandboxPlatform) -> None:
+    ig = await sandbox.create_user("instagram", "ig1", "I", "all")
+    group = "mimi://instagram/g/IG7"
+    members = [{"uri": ig, "role": "member"}]
+    change = {"by": BOB, "added": [], "removed": [BOB], "epoch": 3, "members": members}
+    await sandbox.deliver_group(
+        item("group_membership", "c1", change, service="instagram", group=group, recipient=ig)
+    )
+    (entry,) = await sandbox.inbox(ig)
+    assert entry["payload"]["object"] == "instagram"
+    event = entry["payload"]["entry"][0]["messaging"][0]
+    assert event["thread"] == {"id": "IG7", "thread_type": "GROUP"}
+    assert event["recipient"] == {"id": "ig1"}
+    assert event["group_membership"]["added"] == []
+    assert len(event["group_membership"]["removed"]) == 1
+    assert await sandbox.state.group_view(ig, group) == {"epoch": 3, "members": members}
+
+
+async def test_the_sending_session_survives_a_restart(
+    sandbox: SandboxPlatform, sink: FakeGroupSink, third: ThirdParty, store: Store
+) -> None:
+    wa = await sandbox.create_user("whatsapp", "15550001", "W", "all")
+    bob = third.add(BOB)
+    await sink.create_group(
+        native_id="G1", service="whatsapp", creator=wa, name="g", members=[BOB]
+    )
+    await sandbox.send(wa, GROUP, mimi_text("one"))
+    restarted = SandboxPlatform(
+        SandboxState(store, KEY), inbound=Relayed(), third_party_keys=third.claim,
+        set_consent=sandbox.set_consent, groups=sink,
+    )  # fmt: skip
+    await restarted.send(wa, GROUP, mimi_text("two"))
+    assert len(sink.shares) == 1  # the stored session goes on
+    to_bob = sink.shares[0]["shares"][0]["encrypted"]
+    crypto = GroupCrypto(bob.identity_key)
+    crypto.import_room_key(
+        GROUP, bob.decrypt(OlmCiphertext.from_wire(to_bob["type"], to_bob["body"],
+                                                   to_bob["sender_key"]))
+    )  # fmt: skip
+    texts = [crypto.decrypt(GROUP, m["payload"]["encrypted"]) for m in sink.messages]
+    assert [msgspec.json.decode(t)["text"]["body"] for t in texts] == ["one", "two"]  # type: ignore[arg-type]
+    await restarted.close()
