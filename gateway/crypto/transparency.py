@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from gateway.crypto.merkle import leaf_hash, verify_inclusion
+from gateway.crypto.merkle import leaf_hash, verify_consistency, verify_inclusion
 
 SALT_BYTES = 16
 _canonical = msgspec.json.Encoder(order="sorted")
@@ -193,3 +193,29 @@ def inclusion_problem(
     if not verify_inclusion(leaf_hash(data), index, head.tree_size, proof, unb64(head.root_hash)):
         return "the inclusion proof does not lead to the signed tree head", leaf, head
     return None, leaf, head
+
+
+def consistency_problem(old: Head, new: Head, proof: list[str]) -> str | None:
+    """Why the tree of `new` does not extend the tree of `old` (RFC 9162 §2.1.4.2), or None.
+
+    `old` is the smaller tree; `proof` the consistency proof between the two sizes.
+    """
+    if new.tree_size < old.tree_size:
+        return f"the log shrank from {old.tree_size} to {new.tree_size} leaves"
+    if new.tree_size == old.tree_size:
+        if new.root_hash != old.root_hash:
+            return f"two different trees of {new.tree_size} leaves: the log was forked"
+        return None
+    try:
+        ok = verify_consistency(
+            old.tree_size, new.tree_size, unb64(old.root_hash), unb64(new.root_hash),
+            [unb64(p) for p in proof],
+        )  # fmt: skip
+    except (ValueError, TypeError):
+        ok = False
+    if ok:
+        return None
+    return (
+        f"the tree of {new.tree_size} leaves does not extend the tree of {old.tree_size} "
+        "leaves seen before: its history was rewritten or forked"
+    )

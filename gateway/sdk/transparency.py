@@ -21,14 +21,13 @@ from typing import Any
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from gateway.crypto.merkle import verify_consistency
 from gateway.crypto.transparency import (
     Head,
+    consistency_problem,
     head_problem,
     inclusion_problem,
     keyring,
     public_key_from_b64,
-    unb64,
 )
 from gateway.store import sdk_kt_state as kt_state
 
@@ -89,29 +88,18 @@ class TransparencyChecker:
         if problem is not None:
             raise KeyTransparencyError(problem)
         last = self.last_head()
-        if last is not None and last.tree_size != head.tree_size:
-            old, new = (last, head) if last.tree_size < head.tree_size else (head, last)
-            answer = await self.fetch(
-                "/v1/key-transparency/consistency",
-                {"from": str(old.tree_size), "to": str(new.tree_size)},
-            )
-            try:
-                proof = [unb64(p) for p in answer["proof"]]
-                ok = verify_consistency(
-                    old.tree_size, new.tree_size, unb64(old.root_hash), unb64(new.root_hash),
-                    proof,
-                )  # fmt: skip
-            except (KeyError, TypeError, ValueError):
-                ok = False
-            if not ok:
-                raise KeyTransparencyError(
-                    f"the log of {new.tree_size} leaves does not extend the log of "
-                    f"{old.tree_size} leaves seen before: its history was rewritten or forked"
+        if last is not None:
+            old, new = (last, head) if last.tree_size <= head.tree_size else (head, last)
+            proof: list[str] = []
+            if old.tree_size != new.tree_size:
+                answer = await self.fetch(
+                    "/v1/key-transparency/consistency",
+                    {"from": str(old.tree_size), "to": str(new.tree_size)},
                 )
-        elif last is not None and last.root_hash != head.root_hash:
-            raise KeyTransparencyError(
-                f"two different logs of {head.tree_size} leaves: the log was forked"
-            )
+                proof = answer.get("proof", []) if isinstance(answer, dict) else []
+            problem = consistency_problem(old, new, proof)
+            if problem is not None:
+                raise KeyTransparencyError(problem)
         if last is None or head.tree_size > last.tree_size:
             kt_state.save_head(self.db, msgspec.json.encode(head).decode())
 
