@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import secrets
 from pathlib import Path
 from typing import Any, Protocol
@@ -36,12 +37,13 @@ from gateway.crypto.transparency import (
 )
 from gateway.errors import ValidationFailed
 from gateway.service.periodic import Periodic
-from gateway.store import Store, Tx
+from gateway.store import Store, Tx, is_lock_not_available
 from gateway.store import transparency as kt_store
 
 log = structlog.get_logger(__name__)
 
 KEY_FILE = "kt-signing.key"
+LOCKED_ATTEMPTS = 100
 RETIRED_DIR = "kt-retired-keys"
 
 
@@ -119,31 +121,49 @@ class KeyTransparency:
     # -- appending (inside the key directory's write units) ---------------------------------
 
     async def record_in(self, tx: Tx, user_uri: str, identity_key: str, signing_key: str) -> None:
-        """Append a leaf when `user_uri`'s keys are new to the log or changed; else nothing."""
-        keys = (identity_key, signing_key)
+        """Log `user_uri`'s keys when new to the log or changed (else nothing), in `tx`.
+
+        The leaf is durable with the key change; it gets its index from `sequence` right after,
+        which every head and proof runs first.
+        """
         logged = await kt_store.user(tx, user_uri)
-        if logged is not None and (logged.identity_key, logged.signing_key) == keys:
-            return
-        index = await kt_store.lock_size(tx)
-        logged = await kt_store.user(tx, user_uri)  # again under the lock: another replica
-        if logged is not None and (logged.identity_key, logged.signing_key) == keys:
-            return
-        salt = logged.salt if logged is not None else secrets.token_bytes(SALT_BYTES)
-        version = 1 if logged is None else logged.version + 1
+        if logged is not None and (logged.identity_key, logged.signing_key) == (
+            identity_key,
+            signing_key,
+        ):
+            return  # the common case (every claim) costs one read
+        bumped = await kt_store.bump_user(
+            tx, user_uri, secrets.token_bytes(SALT_BYTES), identity_key, signing_key
+        )
+        if bumped is None:
+            return  # another transaction logged these keys meanwhile
+        salt, version = bumped
         user_hash = user_commitment(salt, user_uri)
         at = now_ms()
         data = leaf_data(user_hash, identity_key, signing_key, version, at)
-        await kt_store.append_leaf(
-            tx, user_uri, index=index, salt=salt, user_hash=user_hash, version=version,
-            identity_key=identity_key, signing_key=signing_key, data=data,
-            hash_=leaf_hash(data), at=at,
-        )  # fmt: skip
-        tx.on_commit(lambda: log.info("kt_leaf_appended", leaf_index=index, version=version))
+        await kt_store.add_pending(tx, user_hash, data, leaf_hash(data), at)
+        tx.on_commit(lambda: log.info("kt_leaf_logged", version=version))
+
+    async def sequence(self) -> None:
+        """Give every pending leaf its index (whichever replica wrote it)."""
+        while await kt_store.has_pending(self.store):
+            for _ in range(LOCKED_ATTEMPTS):
+                try:
+                    await self.store.write("kt_sequence", kt_store.sequence_pending)
+                    break
+                except Exception as exc:
+                    if not is_lock_not_available(exc):
+                        raise
+                # Another replica is sequencing: it may take ours too; look again shortly.
+                await asyncio.sleep(random.uniform(0.005, 0.02))
+            else:
+                return
 
     # -- the tree --------------------------------------------------------------------------
 
     async def sync(self) -> int:
-        """Read the leaves appended since the last call (by any replica); the tree size."""
+        """Sequence pending leaves, read those appended since the last call; the tree size."""
+        await self.sequence()
         async with self._sync_lock:
             size = await kt_store.size(self.store)
             while len(self.tree) < size:
@@ -221,6 +241,7 @@ class KeyTransparency:
     ) -> dict[str, Any] | None:
         """The `transparency` member of a claim: the newest leaf of `user_uri` holding these
         keys, its inclusion proof and a signed head covering it; None when none holds them."""
+        await self.sequence()  # the leaf of a change just made may still wait for its index
         logged = await kt_store.user(self.store, user_uri)
         if logged is None:
             return None
@@ -237,6 +258,7 @@ class KeyTransparency:
 
     async def history(self, user_uri: str) -> dict[str, Any] | None:
         """Every version of `user_uri`'s keys with inclusion proofs, or None if never logged."""
+        await self.sequence()
         logged = await kt_store.user(self.store, user_uri)
         if logged is None:
             return None

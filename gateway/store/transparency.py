@@ -1,8 +1,11 @@
 """The key transparency log's tables (DESIGN §4.12): leaves, users' salts, the size, heads.
 
-Leaves get contiguous indexes from `kt_tree.size`, read under a row lock on PostgreSQL
-(`FOR UPDATE`) in the appending transaction, so replicas sharing the database append to one
-log and never fork it; SQLite has one writer.
+A key change writes its leaf into `kt_pending` in its own transaction (`log_change`), taking no
+lock but its user's row. `sequence_pending` then gives pending leaves contiguous indexes from
+`kt_tree.size`, whose row it locks `NOWAIT` on PostgreSQL: a write unit never waits on another
+replica (it would hold up this replica's group commit); when another replica is sequencing, the
+caller tries again a moment later (`is_lock_not_available`). So replicas sharing the database
+append to one log and never fork it. SQLite has one writer.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ class LoggedUser:
     version: int
     identity_key: str
     signing_key: str
-    leaf_index: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,23 +40,28 @@ class StoredHead:
     signature: str
 
 
-USER = (
-    "SELECT salt, version, identity_key, signing_key, leaf_index FROM kt_users WHERE user_uri = $1"
+USER = "SELECT salt, version, identity_key, signing_key FROM kt_users WHERE user_uri = $1"
+# A new user gets version 1 and the given salt; a known one with other keys the next version
+# and keeps its salt; a known one with the same keys returns no row (nothing to log).
+BUMP_USER = (
+    "INSERT INTO kt_users (user_uri, salt, version, identity_key, signing_key) "
+    "VALUES ($1, $2, 1, $3, $4) ON CONFLICT (user_uri) DO UPDATE SET "
+    "version = kt_users.version + 1, identity_key = excluded.identity_key, "
+    "signing_key = excluded.signing_key "
+    "WHERE kt_users.identity_key <> excluded.identity_key "
+    "OR kt_users.signing_key <> excluded.signing_key "
+    "RETURNING salt, version"
 )
+INSERT_PENDING = "INSERT INTO kt_pending (user_hash, data, leaf_hash, at) VALUES ($1, $2, $3, $4)"
 LOCK_SIZE = {
     "sqlite": "SELECT size FROM kt_tree WHERE id = 1",
-    "postgres": "SELECT size FROM kt_tree WHERE id = 1 FOR UPDATE",
+    "postgres": "SELECT size FROM kt_tree WHERE id = 1 FOR UPDATE NOWAIT",
 }
+PENDING = "SELECT id, user_hash, data, leaf_hash, at FROM kt_pending ORDER BY id LIMIT $1"
 SET_SIZE = "UPDATE kt_tree SET size = $1 WHERE id = 1"
 INSERT_LEAF = (
     "INSERT INTO kt_leaves (leaf_index, user_hash, data, leaf_hash, at) "
     "VALUES ($1, $2, $3, $4, $5)"
-)
-UPSERT_USER = (
-    "INSERT INTO kt_users (user_uri, salt, version, identity_key, signing_key, leaf_index) "
-    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_uri) DO UPDATE SET "
-    "version = excluded.version, identity_key = excluded.identity_key, "
-    "signing_key = excluded.signing_key, leaf_index = excluded.leaf_index"
 )
 LEAF_HASHES = (
     "SELECT leaf_hash FROM kt_leaves WHERE leaf_index >= $1 AND leaf_index < $2 "
@@ -83,35 +90,46 @@ async def user(db: Reader, user_uri: str) -> LoggedUser | None:
     row = await db.fetchrow(USER, user_uri)
     if row is None:
         return None
-    return LoggedUser(
-        bytes(row["salt"]), row["version"], row["identity_key"], row["signing_key"],
-        row["leaf_index"],
-    )  # fmt: skip
+    return LoggedUser(bytes(row["salt"]), row["version"], row["identity_key"], row["signing_key"])
 
 
-async def lock_size(tx: Tx) -> int:
-    """The tree size, locked until this transaction ends (PostgreSQL): the next leaf's index."""
-    return int(await tx.fetchval(LOCK_SIZE[tx.dialect]))
+async def bump_user(
+    tx: Tx, user_uri: str, new_salt: bytes, identity_key: str, signing_key: str
+) -> tuple[bytes, int] | None:
+    """Make these the user's logged keys: (its salt, the new version), None if they were."""
+    row = await tx.fetchrow(BUMP_USER, user_uri, new_salt, identity_key, signing_key)
+    return None if row is None else (bytes(row["salt"]), int(row["version"]))
 
 
-async def append_leaf(
-    tx: Tx,
-    user_uri: str,
-    *,
-    index: int,
-    salt: bytes,
-    user_hash: str,
-    version: int,
-    identity_key: str,
-    signing_key: str,
-    data: bytes,
-    hash_: bytes,
-    at: int,
-) -> None:
-    """Append the leaf at `index` (from `lock_size`) and make it the user's latest."""
-    await tx.execute(INSERT_LEAF, index, user_hash, data.decode(), hash_, at)
-    await tx.execute(SET_SIZE, index + 1)
-    await tx.execute(UPSERT_USER, user_uri, salt, version, identity_key, signing_key, index)
+async def add_pending(tx: Tx, user_hash: str, data: bytes, hash_: bytes, at: int) -> None:
+    """Write a leaf waiting for its index (see `sequence_pending`)."""
+    await tx.execute(INSERT_PENDING, user_hash, data.decode(), hash_, at)
+
+
+async def has_pending(db: Reader) -> bool:
+    """Whether leaves wait for their index."""
+    return await db.fetchval("SELECT 1 FROM kt_pending LIMIT 1") is not None
+
+
+async def sequence_pending(tx: Tx, limit: int = 1000) -> int:
+    """Append up to `limit` pending leaves to the log, oldest first; how many.
+
+    On PostgreSQL raises at once (`is_lock_not_available`) while another replica sequences.
+    """
+    size = int(await tx.fetchval(LOCK_SIZE[tx.dialect]))
+    rows = await tx.fetch(PENDING, limit)
+    if not rows:
+        return 0
+    await tx.executemany(
+        INSERT_LEAF,
+        [
+            (size + n, r["user_hash"], r["data"], bytes(r["leaf_hash"]), r["at"])
+            for n, r in enumerate(rows)
+        ],
+    )
+    await tx.executemany("DELETE FROM kt_pending WHERE id = $1", [(r["id"],) for r in rows])
+    await tx.execute(SET_SIZE, size + len(rows))
+    return len(rows)
 
 
 async def size(db: Reader) -> int:

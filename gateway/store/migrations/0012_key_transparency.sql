@@ -10,17 +10,27 @@ CREATE TABLE kt_leaves (
 
 CREATE INDEX kt_leaves_by_user ON kt_leaves (user_hash, leaf_index);
 
--- Each user's salt and the keys its latest leaf holds (a claim compares against these).
+-- Leaves written in the key change's own transaction, waiting for their index: the sequencer
+-- moves them into kt_leaves in id order under the kt_tree lock, so no key change ever waits on
+-- another replica's append.
+CREATE TABLE kt_pending (
+    id {{serial}},
+    user_hash TEXT NOT NULL,
+    data TEXT NOT NULL,
+    leaf_hash {{blob}} NOT NULL,
+    at BIGINT NOT NULL
+);
+
+-- Each user's salt and the keys of its latest leaf (a claim compares against these).
 CREATE TABLE kt_users (
     user_uri TEXT PRIMARY KEY,
     salt {{blob}} NOT NULL,
     version BIGINT NOT NULL,
     identity_key TEXT NOT NULL,
-    signing_key TEXT NOT NULL,
-    leaf_index BIGINT NOT NULL
+    signing_key TEXT NOT NULL
 );
 
--- The tree size, one row: appenders lock it, so replicas on one database never fork the log.
+-- The tree size, one row: the sequencer locks it, so replicas never fork the log.
 CREATE TABLE kt_tree (
     id INTEGER PRIMARY KEY,
     size BIGINT NOT NULL
