@@ -31,7 +31,7 @@ from gateway.crypto.transparency import (
 )
 from gateway.store import sdk_kt_state as kt_state
 
-Fetch = Callable[[str, dict[str, str]], Awaitable[Any]]  # GET path with query -> JSON
+Get = Callable[[str, dict[str, str]], Awaitable[Any]]  # GET path with query -> JSON
 
 
 class KeyTransparencyError(Exception):
@@ -53,10 +53,10 @@ class TransparencyChecker:
     """Checks bundles and heads against the log; remembers the last head in the state file."""
 
     def __init__(
-        self, db: sqlite3.Connection, fetch: Fetch, *, public_keys: list[str] | None = None
+        self, db: sqlite3.Connection, get: Get, *, public_keys: list[str] | None = None
     ) -> None:
         self.db = db
-        self.fetch = fetch
+        self.get = get
         self._pinned = public_keys
         self._keys: dict[str, Ed25519PublicKey] | None = None
         self.listeners: list[Callable[[UnpublishedKeyChange], None]] = []
@@ -67,7 +67,7 @@ class TransparencyChecker:
         if self._keys is None:
             texts = self._pinned
             if texts is None:
-                offer = await self.fetch("/.well-known/dma-interop", {})
+                offer = await self.get("/.well-known/dma-interop", {})
                 kt = offer.get("key_transparency") or {}
                 texts = [kt.get("public_key", ""), *kt.get("previous_public_keys", [])]
             try:
@@ -92,7 +92,7 @@ class TransparencyChecker:
             old, new = (last, head) if last.tree_size <= head.tree_size else (head, last)
             proof: list[str] = []
             if old.tree_size != new.tree_size:
-                answer = await self.fetch(
+                answer = await self.get(
                     "/v1/key-transparency/consistency",
                     {"from": str(old.tree_size), "to": str(new.tree_size)},
                 )
@@ -129,7 +129,7 @@ class TransparencyChecker:
 
     async def monitor(self, user_uri: str) -> list[UnpublishedKeyChange]:
         """Check the log's history of our own user; report versions we did not publish."""
-        answer = await self.fetch("/v1/key-transparency/history", {"user": user_uri})
+        answer = await self.get("/v1/key-transparency/history", {"user": user_uri})
         try:
             head = msgspec.convert(answer["head"], Head)
             versions = answer["versions"]
