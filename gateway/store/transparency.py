@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.store.base import Reader, Tx
+from gateway.store.base import Reader, Row, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,15 +155,8 @@ async def user_leaves(db: Reader, user_hash: str) -> list[StoredLeaf]:
     return [StoredLeaf(r["leaf_index"], r["data"]) for r in rows]
 
 
-def _head(row: object) -> StoredHead:
-    r = row  # asyncpg.Record or sqlite3.Row, both by name
-    return StoredHead(
-        r["tree_size"],
-        r["root_hash"],
-        r["timestamp"],
-        r["key_id"],
-        r["signature"],  # type: ignore[index]
-    )
+def _head(r: Row) -> StoredHead:
+    return StoredHead(r["tree_size"], r["root_hash"], r["timestamp"], r["key_id"], r["signature"])
 
 
 async def latest_head(db: Reader) -> StoredHead | None:

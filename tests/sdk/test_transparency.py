@@ -35,8 +35,8 @@ def substitute(gateway: Gateway, *, with_genuine_proof: bool) -> OlmParty:
             return await genuine_proof(user, *genuine[user])
         return await genuine_proof(user, identity_key, signing_key)
 
-    directory.claim = claim  # type: ignore[method-assign]
-    log.proof_for = proof_for  # type: ignore[method-assign]
+    directory.claim = claim  # type: ignore[method-assign,assignment]
+    log.proof_for = proof_for  # type: ignore[method-assign,assignment]
     return rogue
 
 
