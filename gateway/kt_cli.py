@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import msgspec
 
+from gateway.audit_cli import UsageError, guarded
 from gateway.config import Config, load_config
 
 if TYPE_CHECKING:
@@ -25,11 +26,7 @@ if TYPE_CHECKING:
 
     from gateway.crypto.transparency import Head
 
-EXIT_INTACT, EXIT_TAMPERED, EXIT_USAGE = 0, 1, 2
-
-
-class UsageError(Exception):
-    """Bad arguments or an unreachable source: exit 2 with one line."""
+EXIT_INTACT, EXIT_TAMPERED = 0, 1
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -191,14 +188,7 @@ def cmd_rotate_key(args: argparse.Namespace) -> int:
 
 
 def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return command(args)
-        except UsageError as exc:
-            print(f"dma-gateway kt: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-
-    return run
+    return guarded(command, "kt")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
