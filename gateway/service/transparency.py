@@ -204,9 +204,11 @@ class KeyTransparency:
     async def _tick(self) -> None:
         head = await kt_store.latest_head(self.store)
         size = await self.sync()
+        if head is None and size == 0:
+            return  # nothing to sign yet: the first claim or change signs the first head
         fresh = head is not None and now_ms() - head.timestamp < self.head_interval_s * 500
         if fresh and head is not None and head.tree_size == size:
-            return  # another replica signed this tree a moment ago
+            return  # another replica (or the last run's shutdown) signed this tree just now
         await self.sign_head()
 
     def start(self) -> None:
@@ -214,10 +216,12 @@ class KeyTransparency:
         self._periodic.start()
 
     async def stop(self) -> None:
-        """Stop the interval, then sign a last head so the final tree is covered."""
+        """Stop the interval, then sign a last head if the tree grew since the newest one."""
         await self._periodic.stop()
         with contextlib.suppress(Exception):
-            await self.sign_head()
+            head = await kt_store.latest_head(self.store)
+            if await self.sync() > (0 if head is None else head.tree_size):
+                await self.sign_head()
 
     # -- proofs ----------------------------------------------------------------------------
 

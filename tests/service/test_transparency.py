@@ -78,15 +78,21 @@ async def test_a_platform_users_key_change_is_logged_as_a_new_version(
 async def test_heads_on_the_interval_at_shutdown_and_audited(store: Store, tmp_path: Path) -> None:
     audit = RecordingAudit()
     log = make_log(store, tmp_path, audit)
+    await log._tick()  # an empty log: nothing to sign
+    await log.stop()
+    assert audit.events == []
+    keys = key_directory(store, transparency=log)
+    await keys.publish("acme", "bob", OlmParty().key_bundle(1))
     await log._tick()
     await log._tick()  # a fresh head of the same tree: not signed again
     assert [a for a, _ in audit.events] == ["kt.head_signed"]
-    keys = key_directory(store, transparency=log)
-    await keys.publish("acme", "bob", OlmParty().key_bundle(1))
+    await keys.publish("acme", "carol", OlmParty().key_bundle(1))
     await log.stop()  # the last head covers the last change
     head = await kt_store.latest_head(store)
-    assert head is not None and head.tree_size == 1
+    assert head is not None and head.tree_size == 2
     assert [a for a, _ in audit.events] == ["kt.head_signed", "kt.head_signed"]
+    await log.stop()  # nothing new: no head
+    assert len(audit.events) == 2
 
 
 async def test_consistency_sizes_are_checked(store: Store, tmp_path: Path) -> None:
