@@ -19,6 +19,7 @@ from gateway.http import (
     events,
     groups,
     key_routes,
+    key_transparency,
     media,
     messages,
     oauth,
@@ -46,6 +47,7 @@ from gateway.http.app_keys import (
     INGRESS,
     INTEROP_REQUESTS,
     KEY_DIRECTORY,
+    KEY_TRANSPARENCY,
     MEDIA,
     OFFER,
     PLATFORM,
@@ -93,6 +95,7 @@ from gateway.service.ratelimit import rate_limiter
 from gateway.service.reach import Reach
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
+from gateway.service.transparency import KeyTransparency, load_head_signer, retired_public_keys
 from gateway.service.webhook_push import WebhookPusher, WebhookTargets
 from gateway.store import Store, StoreError, open_store
 from gateway.store import groups as groups_store
@@ -134,9 +137,27 @@ async def secrets_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def offer_ctx(app: web.Application) -> AsyncIterator[None]:
     app[OFFER] = msgspec.json.encode(
-        build_offer(app[CONFIG], audit_public_key=app[AUDIT_SIGNER].public_b64)
+        build_offer(
+            app[CONFIG],
+            audit_public_key=app[AUDIT_SIGNER].public_b64,
+            key_transparency=app[KEY_TRANSPARENCY].offer(app[CONFIG].base_url),
+        )
     )
     yield
+
+
+async def transparency_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The key transparency log; heads signed on an interval and a last one at shutdown."""
+    config = app[CONFIG]
+    signer = await asyncio.to_thread(load_head_signer, config.data_path)
+    retired = await asyncio.to_thread(retired_public_keys, config.data_path)
+    app[KEY_TRANSPARENCY] = kt = KeyTransparency(
+        app[STORE], signer, head_interval_s=config.kt.head_interval_s,
+        audit_events=app[AUDIT_LOG], retired_keys=retired,
+    )  # fmt: skip
+    kt.start()
+    yield
+    await kt.stop()
 
 
 async def gauges_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -266,6 +287,7 @@ async def keys_ctx(app: web.Application) -> AsyncIterator[None]:
         consent=app[REACH].allows,
         events=app[EVENTS],
         audit_events=app[AUDIT_LOG],
+        transparency=app[KEY_TRANSPARENCY],
     )
     yield
 
@@ -376,6 +398,7 @@ def create_app(
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(secrets_ctx)
     app.cleanup_ctx.append(audit.audit_ctx)
+    app.cleanup_ctx.append(transparency_ctx)
     app.cleanup_ctx.append(offer_ctx)
     app.cleanup_ctx.append(onboarding_ctx)
     app.cleanup_ctx.append(gauges_ctx)
@@ -391,6 +414,7 @@ def create_app(
     app.add_routes(oauth.routes)
     app.add_routes(audit.routes)
     app.add_routes(key_routes.routes)
+    app.add_routes(key_transparency.routes)
     app.add_routes(media.routes)
     app.add_routes(messages.routes)
     app.add_routes(groups.routes)

@@ -149,12 +149,16 @@ def cmd_public_key(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+def guarded(
+    command: Callable[[argparse.Namespace], int], group: str = "audit"
+) -> Callable[[argparse.Namespace], int]:
+    """`command`, a UsageError becoming one line on stderr and exit 2."""
+
     def run(args: argparse.Namespace) -> int:
         try:
             return command(args)
         except UsageError as exc:
-            print(f"dma-gateway audit: {exc}", file=sys.stderr)
+            print(f"dma-gateway {group}: {exc}", file=sys.stderr)
             return EXIT_USAGE
 
     return run
@@ -174,20 +178,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="append",
         help="published checkpoint key (base64 or PEM); repeat for rotated keys",
     )
-    verify.set_defaults(run=_guarded(cmd_verify))
+    verify.set_defaults(run=guarded(cmd_verify))
 
     export = commands.add_parser("export", help="write records and checkpoints as JSON lines")
     export.add_argument("--out", required=True, help="output file (- for stdout)")
     export.add_argument("--from", dest="start", help="ISO 8601 date or date-time, inclusive")
     export.add_argument("--to", dest="end", help="ISO 8601 date or date-time, inclusive")
     export.add_argument("--database", help="database URL (default: the configured one)")
-    export.set_defaults(run=_guarded(cmd_export))
+    export.set_defaults(run=guarded(cmd_export))
 
     report = commands.add_parser("report", help="compliance report as HTML or JSON")
     report.add_argument("--out", required=True, help="FILE.html or FILE.json")
     report.add_argument("--database", help="database URL (default: the configured one)")
-    report.set_defaults(run=_guarded(cmd_report))
+    report.set_defaults(run=guarded(cmd_report))
 
     public_key = commands.add_parser("public-key", help="print the checkpoint public key")
     public_key.add_argument("--pem", action="store_true", help="PEM instead of base64")
-    public_key.set_defaults(run=_guarded(cmd_public_key))
+    public_key.set_defaults(run=guarded(cmd_public_key))

@@ -97,6 +97,11 @@ class KeysConfig(_Section, frozen=True):
     max_one_time_keys: Positive = 200
 
 
+class KtConfig(_Section, frozen=True):
+    # Key transparency (DESIGN §4.12): a signed tree head at least this often.
+    head_interval_s: PositiveFloat = 300.0
+
+
 class MediaConfig(_Section, frozen=True):
     # Empty means `<data_dir>/media`.
     dir: str = ""
@@ -237,6 +242,7 @@ class Config(_Section, frozen=True):
     metrics: MetricsConfig = MetricsConfig()
     audit: AuditConfig = AuditConfig()
     keys: KeysConfig = KeysConfig()
+    kt: KtConfig = KtConfig()
     media: MediaConfig = MediaConfig()
     relay: RelayConfig = RelayConfig()
     webhooks: WebhooksConfig = WebhooksConfig()

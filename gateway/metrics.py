@@ -121,6 +121,11 @@ INTEROP_REQUESTS_OVERDUE = Gauge(
     "gateway_interop_requests_overdue",
     "Open interop requests past their Art. 7(5) deadline",
 )
+KT_TREE_SIZE = Gauge("gateway_kt_tree_size", "Leaves (key changes) in the key transparency log")
+KT_HEAD_AGE = Gauge(
+    "gateway_kt_head_age_seconds",
+    "Age of the newest signed key transparency tree head (0 before the first)",
+)
 GAUGES_REFRESHED = Gauge(
     "gateway_gauges_last_refresh_timestamp_seconds",
     "When the database-state gauges were last refreshed (Unix time)",

@@ -30,10 +30,13 @@ def directory_args() -> dict[str, Any]:
         "consent": consents,
         "events": RecordingQueue(),
         "audit_events": RecordingAudit(),
+        "transparency": ANY,
     }
 
 
-@pytest.mark.parametrize("missing", ["platform_keys", "consent", "events", "audit_events"])
+@pytest.mark.parametrize(
+    "missing", ["platform_keys", "consent", "events", "audit_events", "transparency"]
+)
 def test_the_key_directory_cannot_be_built_without_a_collaborator(missing: str) -> None:
     args = directory_args()
     del args[missing]

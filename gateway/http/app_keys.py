@@ -30,6 +30,7 @@ from gateway.service.ratelimit import RateLimiter
 from gateway.service.reach import Reach
 from gateway.service.relay import Relay
 from gateway.service.token_endpoint import TokenEndpoint
+from gateway.service.transparency import KeyTransparency
 from gateway.service.webhook_push import WebhookPusher
 from gateway.store import Store
 
@@ -42,6 +43,8 @@ OFFER = web.AppKey("offer", bytes)
 GAUGES = web.AppKey("gauges", GaugeRefresher)
 # Third-party users' Olm keys; platform users' through their connector.
 KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
+# The key transparency log (DESIGN §4.12), fed by the key directory.
+KEY_TRANSPARENCY = web.AppKey("key_transparency", KeyTransparency)
 MEDIA = web.AppKey("media", MediaService)
 # Onboarding and provider authentication (set by gateway.app.onboarding_ctx).
 INTEROP_REQUESTS = web.AppKey("interop_requests", InteropRequests)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import msgspec
 from aiohttp import web
 
 from gateway.crypto import KeyBundle
 from gateway.errors import Forbidden, Unauthorized, ValidationFailed
-from gateway.http.app_keys import AUDIT, AUDIT_LOG, KEY_DIRECTORY
+from gateway.http.app_keys import AUDIT, AUDIT_LOG, KEY_DIRECTORY, KEY_TRANSPARENCY
 from gateway.http.auth import requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.http.guards import principal
@@ -92,4 +93,9 @@ async def claim_keys(request: web.Request) -> web.Response:
     claimed = await request.app[KEY_DIRECTORY].claim(
         who.client_id, target, audit=audit_in(request)
     )
-    return json_response(claimed, headers={"Cache-Control": "no-store"})
+    # DESIGN §4.12: the proof that these keys are the ones the signed log holds for the user.
+    proof = await request.app[KEY_TRANSPARENCY].proof_for(
+        claimed.user, claimed.identity_key, claimed.signing_key
+    )
+    answer = {**msgspec.to_builtins(claimed), "transparency": proof}
+    return json_response(answer, headers={"Cache-Control": "no-store"})

@@ -36,6 +36,7 @@ from gateway.sdk.auth import SigningKey, TokenSource
 from gateway.sdk.events import Event, GroupChange, Message, Notice, Receipt, Typing
 from gateway.sdk.groups import GroupCrypto
 from gateway.sdk.state import SdkState
+from gateway.sdk.transparency import TransparencyChecker
 
 DEFAULT_ONE_TIME_KEYS = 50
 RATE_LIMIT_RETRIES = 3
@@ -73,6 +74,7 @@ class InteropClient:
         *,
         one_time_keys: int = DEFAULT_ONE_TIME_KEYS,
         session: aiohttp.ClientSession | None = None,
+        kt_public_keys: list[str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.client_id = client_id
@@ -84,6 +86,13 @@ class InteropClient:
         self.cursor: str | None = None
         self._megolm: dict[str, GroupCrypto] = {}
         self._groups: dict[str, dict[str, Any]] = {}  # the last state seen of each group
+        # Key transparency: every claimed key checked against the signed log (DESIGN §4.12);
+        # the log's keys come from the reference offer unless pinned in `kt_public_keys`.
+        self.kt = TransparencyChecker(
+            self.state.db,
+            lambda path, params: self._request("GET", path, params=params),
+            public_keys=kt_public_keys,
+        )
 
     async def __aenter__(self) -> InteropClient:
         return self
@@ -135,6 +144,7 @@ class InteropClient:
         bundle = party.key_bundle(self.one_time_keys if count is None else count, fallback=True)
         # Saved before the upload: the private halves must exist for any key the gateway holds.
         self.state.save(uri)
+        self.kt.published(uri, bundle.identity_key, bundle.signing_key)
         return await self._request(
             "PUT", f"/v1/users/{local}/keys", json=msgspec.to_builtins(bundle)
         )
@@ -146,6 +156,7 @@ class InteropClient:
         if known is not None and party.has_session(known):
             return known, None
         bundle = await self._request("GET", "/v1/keys", params={"user": peer})
+        await self.kt.check_bundle(peer, bundle)  # raises KeyTransparencyError
         signed = bundle["one_time_key"] or bundle["fallback_key"]
         if signed is None:
             raise GatewayError(404, {"type": "no-keys", "detail": "the peer has no keys left"})

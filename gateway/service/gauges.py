@@ -18,6 +18,7 @@ from gateway import metrics
 from gateway.clock import now_ms
 from gateway.service.periodic import Periodic
 from gateway.store import Store, events, stats
+from gateway.store import transparency as kt_store
 from gateway.store.stats import existing_tables
 
 __all__ = ["GaugeRefresher", "Probe", "default_probes", "existing_tables"]
@@ -66,6 +67,12 @@ async def _interop_requests(store: Store, now_ms: int) -> None:
     metrics.INTEROP_REQUESTS_OVERDUE.set(requests.overdue)
 
 
+async def _key_transparency(store: Store, now_ms: int) -> None:
+    metrics.KT_TREE_SIZE.set(await kt_store.size(store))
+    head = await kt_store.latest_head(store)
+    metrics.KT_HEAD_AGE.set(_age_s(now_ms, None if head is None else head.timestamp))
+
+
 @dataclass(frozen=True)
 class Probe:
     """Sets some gauges from the tables it names; skipped while any of them is missing."""
@@ -87,6 +94,7 @@ def default_probes(chain_id: str) -> tuple[Probe, ...]:
         ),
         Probe("audit", frozenset({"audit_checkpoints"}), _audit(chain_id)),
         Probe("interop_requests", frozenset({"interop_requests"}), _interop_requests),
+        Probe("key_transparency", frozenset({"kt_tree", "kt_heads"}), _key_transparency),
     )
 
 

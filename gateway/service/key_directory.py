@@ -61,6 +61,14 @@ class AuditEvents(Protocol):
     async def event_in(self, tx: Tx, *, action: str, subjects: Iterable[str] = ()) -> Any: ...
 
 
+class KeyLog(Protocol):
+    """The key transparency log (gateway.service.transparency): a leaf for each key change."""
+
+    async def record_in(
+        self, tx: Tx, user_uri: str, identity_key: str, signing_key: str
+    ) -> None: ...
+
+
 PlatformKeys = Callable[[str], Awaitable[ClaimedBundle | None]]  # Platform.claim_key_bundle
 # May provider `client_id` reach `user_uri`? The reach policy (gateway.service.reach: approved
 # service and consent for platform users, own users for third-party ones): allows(uri, client).
@@ -138,8 +146,10 @@ class KeyDirectory:
         consent: ConsentCheck,
         events: EventSink,
         audit_events: AuditEvents,
+        transparency: KeyLog,
     ) -> None:
         self.store = store
+        self.transparency = transparency
         self.low_threshold = low_threshold
         self.max_one_time_keys = max_one_time_keys
         self.platform_keys = platform_keys
@@ -167,6 +177,7 @@ class KeyDirectory:
             await key_store.put_identity(
                 tx, uri, client_id, bundle.identity_key, bundle.signing_key, at=now
             )
+            await self.transparency.record_in(tx, uri, bundle.identity_key, bundle.signing_key)
             if changed:
                 # Keys of the old account can no longer start sessions that decrypt.
                 await key_store.drop_keys(tx, uri)
@@ -263,6 +274,8 @@ class KeyDirectory:
             raise UnknownRecipient()
 
         async def unit(tx: Tx) -> None:
+            # The directory sees the platform user's keys: logged when new or changed.
+            await self.transparency.record_in(tx, uri, claimed.identity_key, claimed.signing_key)
             await self.record_contact_in(tx, uri, client_id)
             if audit is not None:
                 await audit(tx, None, [uri])
@@ -277,6 +290,8 @@ class KeyDirectory:
             ident = await key_store.identity(tx, uri)
             if ident is None:
                 return None
+            # Keys published before the log existed get their leaf at the first claim.
+            await self.transparency.record_in(tx, uri, ident.identity_key, ident.signing_key)
             one_time = await key_store.claim_one_time_key(tx, uri)
             left = await key_store.one_time_key_count(tx, uri)
             fallback = None if one_time is not None else await key_store.fallback_key(tx, uri)

@@ -22,7 +22,12 @@ def _limits(limits: ServiceLimits) -> dict[str, Any]:
     }
 
 
-def build_offer(config: Config, *, audit_public_key: str | None = None) -> dict[str, Any]:
+def build_offer(
+    config: Config,
+    *,
+    audit_public_key: str | None = None,
+    key_transparency: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The machine-readable reference offer served at /.well-known/dma-interop."""
     base = config.base_url
     services: dict[str, Any] = {}
@@ -70,4 +75,6 @@ def build_offer(config: Config, *, audit_public_key: str | None = None) -> dict[
             "grant_types_supported": ["client_credentials"],
         },
         "audit": {"public_key": audit_public_key, "algorithm": "Ed25519"},
+        # DESIGN §4.12: the key that signs the key transparency log's tree heads.
+        "key_transparency": key_transparency,
     }

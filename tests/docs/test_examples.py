@@ -31,6 +31,7 @@ NO_RUN = {
     "audit.md": 0,
     "design.md": 0,
     "performance.md": 1,
+    "transparency.md": 0,
 }
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 

@@ -6,10 +6,13 @@ from collections.abc import Iterable
 from typing import Any
 
 import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from gateway.crypto.transparency import HeadSigner
 from gateway.platforms.base import ClaimedBundle
 from gateway.service.event_types import Event
 from gateway.service.key_directory import KeyDirectory
+from gateway.service.transparency import KeyTransparency
 from gateway.store import Store, Tx
 
 
@@ -50,6 +53,14 @@ async def everyone_reachable(uri: str, client_id: str) -> bool:
     return True
 
 
+def key_log(store: Store) -> KeyTransparency:
+    """A real key transparency log on `store`, its heads signed by a fresh key."""
+    signer = HeadSigner(Ed25519PrivateKey.generate())
+    return KeyTransparency(
+        store, signer, head_interval_s=60, audit_events=RecordingAudit(), retired_keys=[]
+    )
+
+
 def key_directory(store: Store, **given: Any) -> KeyDirectory:
     """A key directory whose collaborators are fakes unless `given`."""
     defaults: dict[str, Any] = {
@@ -60,4 +71,6 @@ def key_directory(store: Store, **given: Any) -> KeyDirectory:
         "events": RecordingQueue(),
         "audit_events": RecordingAudit(),
     }
+    if "transparency" not in given:
+        defaults["transparency"] = key_log(store)
     return KeyDirectory(store, **(defaults | given))
