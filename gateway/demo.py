@@ -1,8 +1,10 @@
-"""`dma-gateway demo`: a third-party user and a sandbox WhatsApp user talk end to end encrypted.
+"""`dma-gateway demo`: a third-party user and a sandbox WhatsApp user talk end to end encrypted,
+then a WhatsApp group with a second WhatsApp user and a user of a second provider.
 
-In one process: a gateway on sandbox platforms and a temporary data dir, a provider onboarded
+In one process: a gateway on sandbox platforms and a temporary data dir, two providers onboarded
 through the API, and the SDK. Each step prints what the sender meant, the envelope the gateway
-handled (ciphertext only) and what the other end saw.
+handled (ciphertext only) and what the other ends saw. The group part shows Megolm: one session
+per sender and epoch, shared over Olm, and a new one after a member is removed.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from gateway.sdk.content import media_key_of, text
 from gateway.translate import TRANSLATORS
 
 WA_ID = "4915112345678"
+WALTER_ID = "4915187654321"
+GROUP_FUNCTIONALITIES = ["group_text", "group_files"]
 WIDTH = 14
 
 
@@ -74,7 +78,8 @@ def seen_by_gateway(envelope: dict[str, Any]) -> dict[str, Any]:
     if "encrypted" in shown:
         enc = dict(shown["encrypted"])
         body = enc["body"]
-        enc["body"] = f"{body[:24]}… ({len(base64.b64decode(body))} bytes of Olm ciphertext)"
+        kind = "Megolm" if enc.get("protocol") == "megolm.v1" else "Olm"
+        enc["body"] = f"{body[:24]}… ({len(base64.b64decode(body))} bytes of {kind} ciphertext)"
         enc["sender_key"] = enc["sender_key"][:12] + "…"
         shown["encrypted"] = enc
     return shown
@@ -89,37 +94,41 @@ class Demo:
         self.http = http
         self.wa = f"mimi://whatsapp/u/{WA_ID}"
         self.sdk: InteropClient
+        self.other: InteropClient  # a second provider, in the group
         self.step = 0
 
     def title(self, text: str) -> None:
         self.step += 1
         print(f"\n[{self.step}] {text}", flush=True)
 
-    async def onboard(self, state_dir: Path) -> None:
+    async def _provider(self, organisation: str, state_file: Path) -> InteropClient:
+        """Request interop through the API, approve it as the gatekeeper, connect the SDK."""
         key = SigningKey.generate()
+        domain = organisation.split()[0].lower()
         created = await request_interop(
-            self.http, self.base, organisation="Demo Messenger GmbH",
-            contact_email="interop@demo.example", key=key, services=["whatsapp"],
-            functionalities=["text", "images", "reactions", "replies", "receipts"],
+            self.http, self.base, organisation=organisation,
+            contact_email=f"interop@{domain}.example", key=key, services=["whatsapp"],
+            functionalities=["text", "images", "reactions", "replies", "receipts",
+                             *GROUP_FUNCTIONALITIES],
         )  # fmt: skip
         url = f"{self.base}/admin/v1/interop-requests/{created['id']}/decision"
         async with self.http.post(url, json={"decision": "approve", "reason": "demo"},
                                   headers=self.admin) as r:  # fmt: skip
             r.raise_for_status()
         status = await request_status(self.http, self.base, created["id"], created["status_token"])
-        client_id = status["client_id"]
-        self.title(f"Provider onboarded through the API: client_id {client_id}")
-        self.sdk = InteropClient(
-            self.base,
-            client_id,
-            key,
-            state_dir / "sdk-state.db",
-            os.urandom(32),
-            session=self.http,
+        return InteropClient(
+            self.base, status["client_id"], key, state_file, os.urandom(32), session=self.http
         )
+
+    async def onboard(self, state_dir: Path) -> None:
+        self.sdk = await self._provider("Demo Messenger GmbH", state_dir / "sdk-state.db")
+        self.other = await self._provider("Other Chat Oy", state_dir / "other-sdk-state.db")
+        client_id = self.sdk.client_id
+        self.title(f"Provider onboarded through the API: client_id {client_id}")
+        consent = [client_id, self.other.client_id]
         await self._admin_post(
             "/sandbox/v1/users",
-            {"service": "whatsapp", "id": WA_ID, "name": "Wanda", "consent": [client_id]},
+            {"service": "whatsapp", "id": WA_ID, "name": "Wanda", "consent": consent},
         )
         published = await self.sdk.publish_keys("alice")
         show("alice", f"{self.sdk.uri('alice')}, published {published['one_time_key_count']} "
@@ -133,12 +142,14 @@ class Demo:
                 raise RuntimeError(f"{path}: {answer}")
             return answer
 
-    async def inbox(self, count: int) -> list[dict[str, Any]]:
-        """Wait until Wanda's inbox holds `count` items; return them."""
+    async def inbox(self, count: int, user: str | None = None) -> list[dict[str, Any]]:
+        """Wait until Wanda's (or `user`'s) inbox holds `count` items; return them."""
         deadline = time.monotonic() + 15
         while True:
             async with self.http.get(
-                f"{self.base}/sandbox/v1/inbox", params={"user": self.wa}, headers=self.admin
+                f"{self.base}/sandbox/v1/inbox",
+                params={"user": user or self.wa},
+                headers=self.admin,
             ) as r:
                 items: list[dict[str, Any]] = (await r.json())["items"]
             if len(items) >= count or time.monotonic() > deadline:
@@ -203,7 +214,76 @@ class Demo:
         show("Wanda got", await self.wanda_saw(5))
         receipt: Receipt = await self.next_event(Receipt)
         show("alice got", f"'{receipt.status}' for her message {receipt.message_id}")
-        print("\nThe gateway relayed every message as Olm ciphertext; it never held a key.")
+        await self.group()
+        print("\nThe gateway relayed every message as Olm or Megolm ciphertext; it never held a "
+              "key.")  # fmt: skip
+
+    async def group(self) -> None:
+        """A WhatsApp group: alice, Wanda, Walter (WhatsApp) and bob (another provider)."""
+        alice, other = "alice", self.other
+        walter = f"mimi://whatsapp/u/{WALTER_ID}"
+        await self._admin_post("/sandbox/v1/users", {
+            "service": "whatsapp", "id": WALTER_ID, "name": "Walter",
+            "consent": [self.sdk.client_id, other.client_id],
+        })  # fmt: skip
+        await other.publish_keys("bob")
+        bob = other.uri("bob")
+        self.title("alice creates a WhatsApp group with Wanda, Walter and bob (Other Chat Oy)")
+        state = await self.sdk.create_group(
+            alice, "whatsapp", "Kaffeerunde", [self.wa, walter, bob]
+        )
+        group = state["group"]
+        show("group", f"{group}, epoch {state['epoch']}, "
+                      f"{len(state['members'])} members (alice admin)")  # fmt: skip
+        show("Wanda got", await self.group_item(self.wa, "group_participants_add"))
+
+        self.title("alice -> group: text (Megolm; the session key went to each member over Olm)")
+        sent = await self.sdk.send_group_text(alice, group, "Kuchen für alle am Samstag!")
+        show("gateway saw", seen_by_gateway(sent.envelope))
+        show("Wanda got", await self.group_item(self.wa, "Kuchen"))
+        show("Walter got", await self.group_item(walter, "Kuchen"))
+        show("bob got", repr((await self.group_message(other)).text))
+
+        self.title("Wanda -> group: text")
+        await self._admin_post("/sandbox/v1/send", {
+            "from": self.wa, "to": group, "content": content_to_json(text("Ich bin dabei!")),
+        })  # fmt: skip
+        show("alice got", repr((await self.group_message(self.sdk)).text))
+        show("bob got", repr((await self.group_message(other)).text))
+
+        self.title("alice removes Walter: epoch 1, and her next message is under a new session")
+        state = await self.sdk.remove_members(alice, group, [walter])
+        show("group", f"epoch {state['epoch']}, members "
+                      f"{', '.join(m['uri'] for m in state['members'])}")  # fmt: skip
+        after = await self.sdk.send_group_text(alice, group, "Ohne Walter geht's weiter.")
+        before_id = sent.envelope["encrypted"]["session_id"]
+        after_id = after.envelope["encrypted"]["session_id"]
+        show(
+            "session", f"{before_id[:12]}… -> {after_id[:12]}… (rotated: {before_id != after_id})"
+        )
+        show("Wanda got", await self.group_item(self.wa, "Ohne Walter"))
+        show("bob got", repr((await self.group_message(other)).text))
+        walter_texts = json.dumps(await self.inbox(1, walter), ensure_ascii=False)
+        show("Walter got", "nothing after his removal" if "Ohne" not in walter_texts else "!")
+
+    async def group_item(self, user: str, needle: str) -> dict[str, Any]:
+        """The first group item (WhatsApp: `group_id`) in `user`'s inbox that holds `needle`."""
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            for item in await self.inbox(1, user):
+                value = item["payload"]["entry"][0]["changes"][0]["value"]
+                shown = value.get("messages", value.get("groups", [{}]))[0]
+                text = json.dumps(shown, ensure_ascii=False)
+                if "group_id" in shown and needle in text:
+                    return dict(shown)
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"{user} did not get {needle!r}")
+
+    async def group_message(self, sdk: InteropClient) -> Message:
+        async for event in sdk.events(wait=5):
+            if isinstance(event, Message) and event.group is not None:
+                return event
+        raise RuntimeError("the event stream ended")
 
     async def wanda_opens(self, native: dict[str, Any]) -> None:
         """Wanda's client fetches the ciphertext and decrypts it with the key from the message."""
@@ -247,6 +327,7 @@ async def run_demo() -> int:
                 await demo.onboard(Path(tmp))
                 await demo.run()
                 demo.sdk.state.close()
+                demo.other.state.close()
         finally:
             await runner.cleanup()
     return 0
