@@ -69,6 +69,10 @@ async def test_no_session_key_or_plaintext_is_kept_logged_or_audited(
     assert holders(secrets, exported) == []
     logged = capsys.readouterr()
     assert holders(secrets, (logged.out + logged.err).encode()) == []
-    # Nor raw user ids in the audit records: subjects are pseudonyms.
+    # Each group action has its record, with counts (never keys), and no raw user id.
+    records = [msgspec.json.decode(line) for line in exported.splitlines() if line.strip()]
+    actions = {r.get("action"): r for r in records if "action" in r}
+    assert {"group.create", "group.room_keys", "group.message"} <= set(actions)
+    assert actions["group.room_keys"]["attrs"]["shares"] == 2
     for raw in (alice.uri, bob.uri, member, group):
         assert raw.encode() not in exported

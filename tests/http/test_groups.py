@@ -365,3 +365,33 @@ async def test_a_platform_member_reaches_only_providers_it_consents_to(client: A
     assert [t["text"]["body"] for t in await eventually(alice_read)] == ["not for globex"]
     assert [e for e in await events_of(client, "globex", "group_message")] == []
     assert [e for e in await events_of(client, "globex", "room_key") if e["from"] == w1] == []
+
+
+async def test_a_failing_member_holds_up_no_one_and_its_sender_hears_of_it(client: Any) -> None:
+    alice, bob, w1, w2, group = await _group(client)
+    assert (await alice.share(group, 0, [w1, bob.uri, w2]))[0].status == 202
+    # w1 withdraws its consent to acme after joining: alice's messages can no longer reach it.
+    changed = await client.put(
+        "/sandbox/v1/consent", headers=admin_headers(), json={"user": w1, "consent": ["globex"]}
+    )
+    assert changed.status in (200, 204), await changed.text()
+    for n in range(3):
+        sent = await alice.send_group(group, 0, {**TEXT, "text": {"body": f"m{n}"}}, id=f"m{n}")
+        assert sent.status == 202
+    # w2 and bob get all three, in order; w1 none.
+    assert await eventually(lambda: _texts_are(client, w2, ["m0", "m1", "m2"]))
+    assert [m["text"]["body"] for m in await bob.read_group_events(group)] == ["m0", "m1", "m2"]
+
+    async def failures() -> list[Any] | None:
+        found = await events_of(client, "acme", "delivery_failed")
+        return found if len(found) >= 3 else None
+
+    failed = await eventually(failures)
+    assert {(f["message_id"], f["to"], f["reason"]) for f in failed} == {
+        (f"m{n}", w1, "recipient_unavailable") for n in range(3)
+    }
+    assert [t for _, _, t in await _inbox_texts(client, w1) if t] == []
+
+
+async def _texts_are(client: Any, uri: str, texts: list[str]) -> bool:
+    return [t for _, _, t in await _inbox_texts(client, uri) if t] == texts
