@@ -292,7 +292,9 @@ class DeliveryWorker:
             for o in outcomes:
                 row = o.row
                 if o.status == "delivered":
-                    await outbox.finish(tx, row.seq, row.message_id, "delivered", at)
+                    await outbox.finish(
+                        tx, row.seq, row.message_id, "delivered", at, group=row.member is not None
+                    )
                     await self._audit_in(tx, row, "message.deliver", direction="to_platform")
                 elif o.status == "failed":
                     await self._fail_in(tx, row, o.reason, at)
@@ -338,7 +340,8 @@ class DeliveryWorker:
             message_id=row.client_msg_id, gateway_id=row.message_id, sender=row.sender,
             recipient=row.member or row.recipient, reason=reason, at=at,
         )  # fmt: skip
-        if not await outbox.finish(tx, row.seq, row.message_id, "failed", at):
+        group = row.member is not None
+        if not await outbox.finish(tx, row.seq, row.message_id, "failed", at, group=group):
             return  # another replica took it over and finished it
         await outbox.dead_letter(tx, row.message_id, row.service, row.attempts + 1, reason, at)
         await self._audit_in(tx, row, "message.deliver_failed", reason=reason)

@@ -228,21 +228,27 @@ async def retry_later(tx: Tx, seq: int, attempts: int, at: int, *, replica: str 
     )
 
 
-async def finish(tx: Tx, seq: int, message_id: str, status: str, at: int) -> bool:
+async def finish(
+    tx: Tx, seq: int, message_id: str, status: str, at: int, *, group: bool = False
+) -> bool:
     """Remove the work item and drop the payload: only the envelope stays (Art. 7(8)).
 
     A row already gone was finished by a replica that took it over after our lease expired
     (the platform dropped the duplicate id): its message is left as that replica set it, and
-    False is returned.
+    False is returned. A `group` item has a row per member and is finished (its payload
+    dropped) with the last of them; on PostgreSQL its message row is locked first (NOWAIT),
+    so that two replicas finishing its last two rows at once see each other's deletion.
     """
+    if group and tx.dialect == "postgres":
+        await tx.fetchrow(_LOCK_MESSAGE, message_id)
     if not await tx.execute(f"DELETE FROM relay_outbox WHERE {_OWN_ROW[tx.dialect]}", seq):
         return False
-    # A group item is finished (its payload dropped) with the last of its members' rows.
-    if await tx.fetchrow(_PENDING_OF_MESSAGE, message_id) is None:
+    if not group or await tx.fetchrow(_PENDING_OF_MESSAGE, message_id) is None:
         await messages.finish(tx, message_id, status, at)
     return True
 
 
+_LOCK_MESSAGE = "SELECT 1 FROM relay_messages WHERE id = $1 FOR UPDATE NOWAIT"
 _PENDING_OF_MESSAGE = "SELECT 1 FROM relay_outbox WHERE message_id = $1 LIMIT 1"
 
 

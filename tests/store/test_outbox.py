@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import asyncpg
 import msgspec
 import pytest
 
-from gateway.store import Store, Tx, messages, open_store, outbox
+from gateway.store import Store, Tx, is_lock_not_available, messages, open_store, outbox
 from gateway.store.messages import Envelope
 
 NOW = 1_000_000
@@ -120,3 +122,61 @@ async def test_a_dead_letter_keeps_the_reason(store: Store) -> None:
 
 async def test_an_empty_outbox_has_no_oldest(store: Store) -> None:
     assert await outbox.stats(store) == (0, None)
+
+
+async def accept_group(store: Store, message_id: str, members: list[str]) -> None:
+    envelope = msgspec.structs.replace(
+        BASE, id=message_id, client_msg_id=message_id, kind="group_message",
+        recipient="mimi://whatsapp/g/g1",
+    )  # fmt: skip
+
+    async def unit(tx: Tx) -> None:
+        await messages.add_group_item(tx, envelope, "payload", NOW)
+        await outbox.enqueue_members(tx, message_id, envelope.recipient, "whatsapp", NOW, members)
+
+    await store.write("accept", unit)
+
+
+async def test_a_group_item_is_finished_with_its_last_members_row(store: Store) -> None:
+    await accept_group(store, "g1", ["mimi://whatsapp/u/1", "mimi://whatsapp/u/2"])
+    rows = await store.write("claim", lambda tx: outbox.claim(tx, NOW, 1000, 10, "r"))
+    assert sorted((r.member, r.conversation) for r in rows) == [
+        ("mimi://whatsapp/u/1", "mimi://whatsapp/g/g1\nmimi://whatsapp/u/1"),
+        ("mimi://whatsapp/u/2", "mimi://whatsapp/g/g1\nmimi://whatsapp/u/2"),
+    ]
+    first, second = rows
+
+    def finish(row: outbox.Claimed, at: int) -> Any:
+        return lambda tx: outbox.finish(tx, row.seq, "g1", "delivered", at, group=True)
+
+    async def message() -> dict[str, Any]:
+        row = await store.fetchrow("SELECT status, payload FROM relay_messages WHERE id = 'g1'")
+        assert row is not None
+        return dict(row)
+
+    assert await store.write("finish", finish(first, NOW + 1))
+    assert await message() == {"status": "accepted", "payload": "payload"}  # one member left
+    assert await store.write("finish", finish(second, NOW + 2))
+    assert await message() == {"status": "delivered", "payload": None}
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+async def test_finishing_a_group_row_does_not_wait_for_another_replica(
+    store: Store, store_url: str
+) -> None:
+    await accept_group(store, "g1", ["mimi://whatsapp/u/1", "mimi://whatsapp/u/2"])
+    rows = await store.write("claim", lambda tx: outbox.claim(tx, NOW, 1000, 10, "r"))
+    other = await asyncpg.connect(store_url)
+    try:  # another replica finishing the other member's row holds the message row
+        await other.execute("BEGIN")
+        await other.execute("SELECT 1 FROM relay_messages WHERE id = 'g1' FOR UPDATE")
+        with pytest.raises(asyncpg.exceptions.LockNotAvailableError) as refused:
+            await store.write(
+                "finish",
+                lambda tx: outbox.finish(tx, rows[0].seq, "g1", "delivered", NOW, group=True),
+            )
+        assert is_lock_not_available(refused.value)
+        await other.execute("ROLLBACK")
+    finally:
+        await other.close()
+    assert await outbox.stats(store) == (2, NOW)  # nothing was finished: tried again later
