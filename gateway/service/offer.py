@@ -8,6 +8,17 @@ from gateway.config import Config
 from gateway.translate.limits import LIMITS, ServiceLimits
 
 E2EE_PROTOCOLS = ["olm.v1"]
+GROUP_E2EE_PROTOCOLS = ["megolm.v1"]
+# How platform members see group traffic (DESIGN §4.10): WhatsApp publishes group webhooks;
+# Messenger and Instagram publish none, so their 1:1 envelopes carry a GROUP `thread`.
+GROUP_ENVELOPES = {
+    "whatsapp": "WhatsApp Cloud API group webhooks: messages with group_id, "
+    "group_participants_update",
+    "messenger": "not published by the service: the 1:1 messaging envelope extended with "
+    'thread {id, thread_type: "GROUP"} (a gateway extension)',
+    "instagram": "not published by the service: the 1:1 messaging envelope extended with "
+    'thread {id, thread_type: "GROUP"} (a gateway extension)',
+}
 
 
 def _limits(limits: ServiceLimits) -> dict[str, Any]:
@@ -49,6 +60,12 @@ def build_offer(
             },
             "limits": {**_limits(LIMITS[name]), "group_max_members": service.group_max_members},
             "e2ee": {"policy": service.e2ee, "protocols": E2EE_PROTOCOLS},
+            "groups": {
+                "uri_prefix": f"mimi://{name}/g/",
+                "max_members": service.group_max_members,
+                "e2ee_protocols": GROUP_E2EE_PROTOCOLS,
+                "platform_envelopes": GROUP_ENVELOPES[name],
+            },
             "user_uri_prefix": f"mimi://{name}/u/",
         }
     return {

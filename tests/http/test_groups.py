@@ -149,6 +149,9 @@ async def test_the_offer_limits_group_size(backend_config: Config, aiohttp_clien
     offer = await (await client.get("/.well-known/dma-interop")).json()
     assert offer["services"]["whatsapp"]["limits"]["group_max_members"] == 3
     assert offer["services"]["messenger"]["limits"]["group_max_members"] == 250
+    groups = offer["services"]["instagram"]["groups"]
+    assert groups["uri_prefix"] == "mimi://instagram/g/" and groups["max_members"] == 250
+    assert groups["e2ee_protocols"] == ["megolm.v1"] and "thread" in groups["platform_envelopes"]
     assert offer["services"]["whatsapp"]["functionalities"]["group_text"]["state"] == "available"
     alice, bob, w1, w2 = await _people(client)
     too_big = await alice.create([w1, w2, bob.uri])
