@@ -12,7 +12,7 @@ from aiohttp import web
 from gateway.config import HttpPlatformConfig, PlatformEndpoint
 from gateway.platforms.base import GroupOutgoing, PermanentDelivery, RetryableDelivery
 from gateway.platforms.http import HttpPlatform
-from gateway.store import Store, open_store
+from gateway.store import Store
 
 BOB = "mimi://acme/u/bob"
 WA = "mimi://whatsapp/u/4915100000001"
@@ -34,13 +34,6 @@ class FakeService:
             return web.json_response({"error": "detail"}, status=self.status)
         self.received.append((request.match_info["service"], await request.json()))
         return web.json_response({"messages": [{"id": "wamid.G1"}]})
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(store_url, pool_size=2)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

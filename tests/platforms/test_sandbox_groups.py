@@ -28,7 +28,7 @@ from gateway.platforms.base import (
 from gateway.platforms.sandbox import SandboxPlatform
 from gateway.platforms.sandbox_state import SandboxState
 from gateway.sdk.groups import GroupCrypto
-from gateway.store import Store, open_store
+from gateway.store import Store
 
 KEY = bytes(range(32))
 BOB = "mimi://acme/u/bob"
@@ -102,13 +102,6 @@ class Relayed:
     async def receive(self, item: Inbound) -> str:
         self.items.append(item)
         return "gw_1"
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(store_url, pool_size=2)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from gateway.crypto import OlmParty
 from gateway.platforms.sandbox_state import SandboxState, SandboxUser, StaleAccount
-from gateway.store import Store, open_store
+from gateway.store import Store
 
 URI = "mimi://whatsapp/u/15550001"
 KEY = bytes(range(32))
-
-
-@pytest.fixture
-async def store(store_url: str) -> AsyncIterator[Store]:
-    opened = await open_store(store_url, pool_size=2)
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture
