@@ -25,7 +25,6 @@ import msgspec
 from gateway.content import ExternalPart, MimiContent, content_from_json, message_id
 from gateway.crypto import (
     DecryptionFailed,
-    MediaKey,
     OlmCiphertext,
     decrypt_media,
     encrypt_media,
@@ -233,15 +232,14 @@ class InteropClient:
         caption: str = "",
     ) -> Sent:
         """Encrypt a file (AES-256-GCM), upload the ciphertext, send its key inside Olm."""
-        url, key = await self._upload(peer, data, content_type)
-        part = c.media(
-            url, key, content_type=content_type, size=len(data), filename=filename, caption=caption
-        )
+        part = await self._upload(peer, data, content_type, filename, caption)
         return await self.send(local, peer, part)
 
-    async def _upload(self, to: str, data: bytes, content_type: str) -> tuple[str, MediaKey]:
-        """Encrypt a file (AES-256-GCM) and upload the ciphertext for `to` (a user or group);
-        its URL and key."""
+    async def _upload(
+        self, to: str, data: bytes, content_type: str, filename: str, caption: str
+    ) -> MimiContent:
+        """Encrypt a file (AES-256-GCM), upload the ciphertext for `to` (a user or group);
+        the MIMI content that carries its URL and key."""
         ciphertext, key = encrypt_media(data)
         params = {"to": to}
         service = c.service_of(to) or _hub_of(to)
@@ -255,7 +253,10 @@ class InteropClient:
             data=ciphertext,
             headers={"Content-Type": "application/octet-stream"},
         )
-        return f"{self.base_url}/v1/media/{info['id']}", key
+        url = f"{self.base_url}/v1/media/{info['id']}"
+        return c.media(
+            url, key, content_type=content_type, size=len(data), filename=filename, caption=caption
+        )
 
     async def download_media(self, part: ExternalPart) -> bytes:
         """Fetch an ExternalPart's ciphertext from the gateway and decrypt it."""
@@ -395,10 +396,7 @@ class InteropClient:
         caption: str = "",
     ) -> Sent:
         """Upload an encrypted file for the group's members; send its key inside Megolm."""
-        url, key = await self._upload(group, data, content_type)
-        part = c.media(
-            url, key, content_type=content_type, size=len(data), filename=filename, caption=caption
-        )
+        part = await self._upload(group, data, content_type, filename, caption)
         return await self.send_group(local, group, part)
 
     def _room_key(self, raw: dict[str, Any]) -> Event | None:
