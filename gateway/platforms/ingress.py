@@ -22,12 +22,14 @@ from typing import Any, Literal
 import msgspec
 import structlog
 
+from gateway.clock import now_ms
 from gateway.config import Config
 from gateway.content import content_to_json
 from gateway.errors import (
     GatewayError,
     InvalidSignature,
     NotFound,
+    Unavailable,
     UnknownRecipient,
     ValidationFailed,
 )
@@ -92,6 +94,8 @@ class ConsentWebhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 Allows = Callable[[str, str], Awaitable[bool]]
+# How long a status for a message whose native id is not recorded (yet) is asked to be retried.
+RECEIPT_GRACE_MS = 30_000
 
 
 class Ingress:
@@ -162,7 +166,9 @@ class Ingress:
             encrypted = _take_encrypted(service, doc)
         except (ValueError, TypeError, AttributeError, msgspec.ValidationError):
             raise ValidationFailed("Malformed encrypted message.", field="$.entry") from None
-        users = _Known(await self._known_ids(service, doc), service)
+        # The encrypted events are out of `doc` now: their recipients are looked up too.
+        extra = {e["recipient"] for e in encrypted}
+        users = _Known(await self._known_ids(service, doc, extra), service)
         try:
             events = TRANSLATORS[service].webhook_to_neutral(doc, users=users)
         except TranslationError as exc:
@@ -190,8 +196,10 @@ class Ingress:
         for entry in webhook.entry:
             await self.set_consent(platform_uri(service, entry.user), entry.consent)
 
-    async def _known_ids(self, service: str, doc: dict[str, Any]) -> dict[str, str]:
-        ids = sorted(_mentioned_ids(doc))
+    async def _known_ids(
+        self, service: str, doc: dict[str, Any], extra: set[str]
+    ) -> dict[str, str]:
+        ids = sorted((_mentioned_ids(doc) | extra) - {""})
         if not ids:
             return {}
         known = {}
@@ -229,6 +237,11 @@ class Ingress:
             return None
         gateway_id = await self._gateway_id(service, receipt.message_id)
         if gateway_id is None:
+            if now_ms() - env.sent_at < RECEIPT_GRACE_MS:
+                # A status can overtake our record of the message's native id (the service
+                # answered the send, its user's device acknowledged at once): Meta retries a
+                # webhook that is not taken, so ask for the retry.
+                raise Unavailable("A status for a message not yet recorded; retry.")
             return None
         common["native_id"] = f"{env.id}:{receipt.status}"
         return Inbound(payload={"message_id": gateway_id, "status": receipt.status}, **common)
