@@ -187,6 +187,9 @@ class GatewayLink:
         pending = _Pending(service, msgspec.json.encode(doc))
         if wait and not self._pending:
             status, ids = await self._attempt(pending, FIRST_ATTEMPT_S)
+            if status is not None and status >= 300 and not _retryable(status):
+                # Refused for good (a wrong app secret, most likely): say so to the caller.
+                raise Unavailable(f"The gateway refused the platform's webhook ({status}).")
             if status is not None and not _retryable(status):
                 return ids
         self._pending.append(pending)

@@ -214,3 +214,18 @@ def test_one_sandbox_url_and_secret_for_every_service() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(env={"GATEWAY_HTTP_PLATFORM__SANDBOX_URL": "127.0.0.1:9000"})
     assert caught.value.key == "http_platform.sandbox_url"
+
+
+async def test_a_webhook_refused_for_its_signature_is_an_error_not_a_silent_loss(
+    linked: Linked,
+) -> None:
+    link = linked.sandbox.server.app[LINK]
+    link.secret = "not-the-gateways"
+    response = await linked.sandbox.post(
+        "/sandbox/v1/users", headers=admin_headers(),
+        json={"service": "whatsapp", "id": "5", "name": "Sam", "consent": ["acme"]},
+    )  # fmt: skip
+    assert response.status == 503
+    assert "refused" in (await response.json())["detail"]
+    assert link.pending == 0
+    assert await events_of(linked.gateway, "acme", "consent") == []
