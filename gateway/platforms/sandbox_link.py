@@ -43,6 +43,8 @@ CLAIMING_FOR: contextvars.ContextVar[str] = contextvars.ContextVar("claiming_for
 OBJECTS = {"whatsapp": "whatsapp_business_account", "messenger": "page", "instagram": "instagram"}
 # How long the first, synchronous attempt at a webhook may take before it is queued.
 FIRST_ATTEMPT_S = 5.0
+# Queued webhooks posted as one at most (the gateway reads up to 100 users' ids per webhook).
+BATCH_MAX = 50
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -182,12 +184,13 @@ class GatewayLink:
     # -- posting and the retry queue ------------------------------------------------------
 
     async def post(self, service: str, doc: dict[str, Any], *, wait: bool) -> list[str]:
-        """Post a webhook; unless the gateway takes it at once (only tried with `wait` and an
-        empty queue, to keep the order), queue it for the retry loop. The ids it produced."""
+        """Post a webhook; unless the gateway takes it at once (tried while the queue is empty,
+        so that nothing overtakes what waits), queue it for the retry loop. The ids it produced.
+        A webhook the gateway refuses for good is an error with `wait`, else dropped (logged)."""
         pending = _Pending(service, msgspec.json.encode(doc))
-        if wait and not self._pending:
+        if not self._pending:
             status, ids = await self._attempt(pending, FIRST_ATTEMPT_S)
-            if status is not None and status >= 300 and not _retryable(status):
+            if status is not None and status >= 300 and not _retryable(status) and wait:
                 # Refused for good (a wrong app secret, most likely): say so to the caller.
                 raise Unavailable(f"The gateway refused the platform's webhook ({status}).")
             if status is not None and not _retryable(status):
@@ -225,13 +228,14 @@ class GatewayLink:
         while True:
             await self._wake.wait()
             while self._pending:
-                status, _ = await self._attempt(self._pending[0], 10.0)
+                count, batch = _batch(self._pending)
+                status, _ = await self._attempt(batch, 10.0)
                 if status is None or _retryable(status):
                     await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                     delay = min(delay * 2, self.retry_max_s)
                     continue
                 delay = self.retry_base_s
-                self._pending.pop(0)
+                del self._pending[:count]
                 await self._save()
             self._wake.clear()
 
@@ -244,6 +248,22 @@ class GatewayLink:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _batch(pending: list[_Pending]) -> tuple[int, _Pending]:
+    """The webhooks at the head of the queue that go as one (same service and kind, entries
+    joined, as a service batches events), and how many of them."""
+    head = msgspec.json.decode(pending[0].body)
+    count = 1
+    for item in pending[1:BATCH_MAX]:
+        doc = msgspec.json.decode(item.body)
+        if item.service != pending[0].service or doc.get("object") != head.get("object"):
+            break
+        head["entry"] = [*head["entry"], *doc["entry"]]
+        count += 1
+    if count == 1:
+        return 1, pending[0]
+    return count, _Pending(pending[0].service, msgspec.json.encode(head))
 
 
 def _retryable(status: int) -> bool:

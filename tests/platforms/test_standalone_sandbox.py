@@ -183,19 +183,22 @@ async def test_webhooks_wait_in_the_data_dir_while_the_gateway_is_away(
 ) -> None:
     link = linked.sandbox.server.app[LINK]
     link.gateway_url = "http://127.0.0.1:1"  # nobody listens there
-    await sandbox_user(linked.sandbox, "instagram", "17841400000000009", consent=["acme"])
-    assert link.pending == 1
-    (queued,) = json.loads((tmp_path / "sandbox" / "sandbox-webhook-queue.json").read_bytes())
-    assert (
-        json.loads(base64.b64decode(queued["body"]))["object"] == "consent"
-    )  # the consent webhook, kept until the gateway takes it
+    users = [f"1784140000000000{n}" for n in range(3)]
+    for user in users:
+        await sandbox_user(linked.sandbox, "instagram", user, consent=["acme"])
+    assert link.pending == 3
+    # The consent webhooks, kept in the data dir until the gateway takes them.
+    queued = json.loads((tmp_path / "sandbox" / "sandbox-webhook-queue.json").read_bytes())
+    docs = [json.loads(base64.b64decode(item["body"])) for item in queued]
+    assert [(d["object"], d["entry"][0]["user"]) for d in docs] == [("consent", u) for u in users]
     link.gateway_url = str(linked.gateway.make_url("")).rstrip("/")
 
-    async def consent() -> list[dict[str, Any]]:
-        return await events_of(linked.gateway, "acme", "consent")
+    async def consents() -> list[dict[str, Any]] | None:
+        found = await events_of(linked.gateway, "acme", "consent")
+        return found if len(found) >= 3 else None
 
-    (event,) = await eventually(consent)
-    assert event["user"] == "mimi://instagram/u/17841400000000009"
+    events = await eventually(consents)
+    assert [e["user"] for e in events] == [f"mimi://instagram/u/{u}" for u in users]
     assert link.pending == 0
 
 
