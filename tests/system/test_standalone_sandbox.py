@@ -321,13 +321,22 @@ async def test_the_sandbox_keeps_and_retries_its_webhooks_while_the_gateway_is_d
     assert texts == ["first", "in the dark", "still here"]
 
 
-def test_the_sandbox_refuses_to_start_without_a_signing_secret(tmp_path: Path) -> None:
-    env = _env()
-    del env["GATEWAY_HTTP_PLATFORM__APP_SECRET"]
+@pytest.mark.parametrize(
+    ("drop", "gateway", "key"),
+    [
+        ("GATEWAY_HTTP_PLATFORM__APP_SECRET", "http://127.0.0.1:1", "http_platform.app_secret"),
+        ("", "127.0.0.1:1", "--gateway"),
+    ],
+)
+def test_the_sandbox_refuses_to_start_misconfigured(
+    tmp_path: Path, drop: str, gateway: str, key: str
+) -> None:
+    env = {k: v for k, v in _env().items() if k != drop}
     done = subprocess.run(
         [sys.executable, "-m", "gateway", "sandbox", "serve", "--port", str(free_port()),
-         "--gateway", "http://127.0.0.1:1", "--data-dir", str(tmp_path / "sb")],
+         "--gateway", gateway, "--data-dir", str(tmp_path / "sb")],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "http_platform.app_secret" in done.stderr
+    assert f"configuration error: {key}" in done.stderr
+    assert not (tmp_path / "sb").exists()  # nothing written before the check
