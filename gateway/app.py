@@ -317,7 +317,10 @@ def relay_ctx(
             sealer=sealer, on_outbox=worker.wake, check_capacity=relay.check_capacity,
         )  # fmt: skip
         if isinstance(platform, HttpPlatform):
-            app[INGRESS] = Ingress(config, platform, relay)
+            app[INGRESS] = Ingress(
+                config, platform, relay, set_consent=consent.set,
+                third_party_keys=app[KEY_DIRECTORY].claim_for_platform, reach=app[REACH].allows,
+            )  # fmt: skip
         else:
             app[UPLINK].bind(relay, app[KEY_DIRECTORY].claim_for_platform)
             app[UPLINK].bind_groups(app[GROUPS])

@@ -28,7 +28,6 @@ def _config(args: argparse.Namespace) -> Config:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the gateway until SIGINT/SIGTERM."""
-    from gateway import secretfiles
     from gateway.app import create_app
     from gateway.http.server import run as serve_app
     from gateway.logs import configure_logging
@@ -53,12 +52,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"dma-gateway: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    _, token_path, created = secretfiles.admin_token(config.data_path, config.admin_token)
-    print(f"dma-gateway {__version__} serving on {config.base_url}", flush=True)
-    print(f"database: {redact_url(config.database_url)}", flush=True)
-    if token_path is not None:
-        state = "generated" if created else "kept"
-        print(f"admin token ({state}): {token_path}", flush=True)
+    banner(
+        config,
+        f"dma-gateway {__version__} serving on {config.base_url}",
+        f"database: {redact_url(config.database_url)}",
+    )
     # As web.run_app, but unparsable requests also get problem+json (gateway.http.server).
     serve_app(
         create_app(config, metrics_sockets=metrics_sockets),
@@ -66,6 +64,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
         shutdown_timeout=config.server.shutdown_timeout_s,
     )
     return 0
+
+
+def banner(config: Config, *lines: str) -> None:
+    """The lines a server prints as it starts, then where its admin token is, if in a file."""
+    from gateway import secretfiles
+
+    _, token_path, created = secretfiles.admin_token(config.data_path, config.admin_token)
+    for line in lines:
+        print(line, flush=True)
+    if token_path is not None:
+        state = "generated" if created else "kept"
+        print(f"admin token ({state}): {token_path}", flush=True)
 
 
 def listen(host: str, port: int) -> list[socket.socket]:
@@ -93,6 +103,44 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo_main()
 
 
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    """Run the sandbox platforms as a process of their own, talking to a gateway (DESIGN §4.8)."""
+    from gateway.http.sandbox_server import DATABASE, create_sandbox_app
+    from gateway.http.server import run as serve_app
+    from gateway.logs import configure_logging
+
+    env = dict(os.environ)
+    if args.data_dir is not None:
+        env["GATEWAY_DATA_DIR"] = args.data_dir
+    config = load_config(args.config, env)
+    if not config.http_platform.app_secret:
+        raise ConfigError(
+            "http_platform.app_secret", "the webhook signing secret is required (both sides)"
+        )
+    if not args.gateway.startswith(("http://", "https://")):
+        raise ConfigError("--gateway", "must be an http:// or https:// URL")
+    configure_logging(config.log.format, config.log.level)
+    try:
+        sockets = listen(args.host, args.port)
+    except OSError as exc:
+        where = f"{args.host}:{args.port}"
+        print(f"dma-gateway: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    banner(
+        config,
+        f"dma-gateway {__version__} sandbox serving on http://{args.host}:{args.port}",
+        f"gateway: {args.gateway}",
+        f"database: sqlite:///{config.data_path / DATABASE}",
+    )
+    serve_app(
+        create_sandbox_app(config, args.gateway),
+        sockets=sockets,
+        shutdown_timeout=config.server.shutdown_timeout_s,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dma-gateway", description="DMA Art. 7 messaging interoperability gateway"
@@ -106,6 +154,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=cmd_serve)
     demo = sub.add_parser("demo", help="a third-party user and a sandbox WhatsApp user, E2EE")
     demo.set_defaults(run=cmd_demo)
+    sandbox = sub.add_parser("sandbox", help="the sandbox platforms as a process of their own")
+    sandbox_sub = sandbox.add_subparsers(dest="sandbox_command", required=True, metavar="COMMAND")
+    sandbox_serve = sandbox_sub.add_parser(
+        "serve", help="serve /sandbox/v1/* and speak the http platform protocol to a gateway"
+    )
+    sandbox_serve.add_argument("--port", type=int, required=True, help="listen port")
+    sandbox_serve.add_argument("--host", default="127.0.0.1", help="listen address")
+    sandbox_serve.add_argument("--gateway", required=True, help="the gateway's base URL")
+    sandbox_serve.add_argument(
+        "--data-dir", help="its own data dir (GATEWAY_DATA_DIR; default var)"
+    )
+    sandbox_serve.set_defaults(run=cmd_sandbox_serve)
     audit_cli.register(sub)
     kt_cli.register(sub)
     bench.register(sub)

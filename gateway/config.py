@@ -156,7 +156,28 @@ class PlatformEndpoint(_Section, frozen=True):
 
 class HttpPlatformConfig(_Section, frozen=True):
     timeout_s: PositiveFloat = 10.0
+    # A standalone sandbox (`dma-gateway sandbox serve`): one base URL for every service's send
+    # URL (<sandbox_url>/<service>/messages) and keys URL (<sandbox_url>/<service>/keys), where
+    # `services` does not name them (DESIGN §4.8).
+    sandbox_url: str = ""
+    # The webhook signing secret of every service whose own `app_secret` is empty.
+    app_secret: str = ""
     services: dict[str, PlatformEndpoint] = {}
+
+    def expanded(self) -> HttpPlatformConfig:
+        """`services` with `sandbox_url` and `app_secret` applied to each service."""
+        base = self.sandbox_url.rstrip("/")
+        services = dict(self.services)
+        names = ("whatsapp", "messenger", "instagram") if base else tuple(services)
+        for name in names:
+            endpoint = services.get(name, PlatformEndpoint())
+            services[name] = msgspec.structs.replace(
+                endpoint,
+                url=endpoint.url or (f"{base}/{name}/messages" if base else ""),
+                keys_url=endpoint.keys_url or (f"{base}/{name}/keys" if base else ""),
+                app_secret=endpoint.app_secret or self.app_secret,
+            )
+        return msgspec.structs.replace(self, services=services)
 
 
 class FunctionalityConfig(_Section, frozen=True):
@@ -396,6 +417,10 @@ def _replica_defaults(config: Config, *, chain_set: bool) -> Config:
 
 
 def _check(config: Config) -> Config:
+    sandbox_url = config.http_platform.sandbox_url
+    if sandbox_url and not sandbox_url.startswith(("http://", "https://")):
+        raise ConfigError("http_platform.sandbox_url", "must be an http:// or https:// URL")
+    config = msgspec.structs.replace(config, http_platform=config.http_platform.expanded())
     url = config.database_url
     if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError("storage.database_url", "must start with sqlite:/// or postgresql://")

@@ -1,4 +1,5 @@
-"""Webhooks from the real services (`platforms = http`): Meta's handshake and signed events."""
+"""Webhooks from the real services (`platforms = http`): Meta's handshake and signed events,
+and the signed claim of third-party users' keys by a platform."""
 
 from __future__ import annotations
 
@@ -42,4 +43,18 @@ async def receive(request: web.Request) -> web.Response:
     ids = await ingress.receive(
         request.match_info["service"], body, request.headers.get("X-Hub-Signature-256")
     )
-    return json_response({"accepted": len(ids)})
+    return json_response({"accepted": len(ids), "ids": ids})
+
+
+@routes.get("/platform/v1/{service}/keys")
+async def claim_keys(request: web.Request) -> web.Response:
+    """A platform claims a third-party user's keys for one of its users (signed, consent-checked):
+    a platform user encrypting to a third-party user (DESIGN §4.8)."""
+    ingress = _ingress(request)
+    bundle = await ingress.claim_keys(
+        request.match_info["service"],
+        request.query.get("user", ""),
+        request.query.get("for", ""),
+        request.headers.get("X-Hub-Signature-256"),
+    )
+    return json_response(bundle)

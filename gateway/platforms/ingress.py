@@ -5,22 +5,44 @@ body)>`; it is checked in constant time before anything is parsed. Olm messages 
 place of content (see gateway.platforms.http) and are taken out first; what remains is a
 standard native webhook for the translators. Plaintext is accepted only from services whose
 E2EE policy is `optional`.
+
+Two exchanges go beyond Meta's webhooks, for a platform whose users encrypt to third-party users
+(the standalone sandbox, DESIGN §4.8): a consent webhook (`{"object": "consent", "entry":
+[{"user": <native id>, "consent": [client_id] | "all"}]}`, signed the same way) and the claim of
+a third-party user's keys (`claim_keys`), signed over `GET <path>?user=<URI>&for=<native id>`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
 import msgspec
 import structlog
 
+from gateway.clock import now_ms
 from gateway.config import Config
 from gateway.content import content_to_json
-from gateway.errors import GatewayError, InvalidSignature, NotFound, ValidationFailed
-from gateway.platforms.base import Inbound, InboundSink, OlmMessage
+from gateway.errors import (
+    GatewayError,
+    InvalidSignature,
+    NotFound,
+    Unavailable,
+    UnknownRecipient,
+    ValidationFailed,
+)
+from gateway.platforms.base import (
+    ConsentSetter,
+    Inbound,
+    InboundSink,
+    OlmMessage,
+    ThirdPartyKeys,
+    provider_of,
+)
 from gateway.platforms.http import HttpPlatform
+from gateway.store import Tx
 from gateway.store import platform as platform_store
 from gateway.translate import TRANSLATORS, TranslationError, platform_uri
 
@@ -55,31 +77,98 @@ def verify_subscription(config: Config, service: str, mode: str, token: str) -> 
         raise InvalidSignature("Wrong hub.mode or hub.verify_token.", field="hub.verify_token")
 
 
+def key_claim_message(service: str, user: str, for_user: str) -> bytes:
+    """What a platform signs to claim a third-party user's keys (`X-Hub-Signature-256`)."""
+    return f"GET /platform/v1/{service}/keys?user={user}&for={for_user}".encode()
+
+
+class ConsentEntry(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    user: str
+    consent: list[str] | Literal["all"]
+    time: int = 0
+
+
+class ConsentWebhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    object: Literal["consent"]
+    entry: list[ConsentEntry]
+
+
+Allows = Callable[[str, str], Awaitable[bool]]
+# How long a status for a message whose native id is not recorded (yet) is asked to be retried.
+RECEIPT_GRACE_MS = 30_000
+
+
 class Ingress:
     """Turns one service webhook into relay items."""
 
-    def __init__(self, config: Config, platform: HttpPlatform, inbound: InboundSink) -> None:
+    def __init__(
+        self,
+        config: Config,
+        platform: HttpPlatform,
+        inbound: InboundSink,
+        *,
+        set_consent: ConsentSetter | None = None,
+        third_party_keys: ThirdPartyKeys | None = None,
+        reach: Allows | None = None,
+    ) -> None:
         self.config = config
         self.platform = platform
         self.inbound = inbound
+        self.set_consent = set_consent
+        self.third_party_keys = third_party_keys
+        self.reach = reach
 
-    async def receive(self, service: str, body: bytes, signature: str | None) -> list[str]:
-        """Verify, translate and relay one webhook; return the gateway ids it produced."""
+    def _secret(self, service: str) -> str:
         endpoint = self.config.http_platform.services.get(service)
         if service not in TRANSLATORS or endpoint is None:
             raise NotFound("This service takes no webhooks here.")
-        verify(endpoint.app_secret, body, signature)
+        return endpoint.app_secret
+
+    async def claim_keys(
+        self, service: str, user: str, for_user: str, signature: str | None
+    ) -> dict[str, Any]:
+        """A third-party user's key bundle for platform user `for_user` (its native id), who
+        must have consented to the user's provider; with `id`, the user's native id here."""
+        verify(self._secret(service), key_claim_message(service, user, for_user), signature)
+        client_id = provider_of(user)
+        if client_id is None:
+            raise ValidationFailed("Expected a third-party user URI.", field="user")
+        if not for_user:
+            raise ValidationFailed("The `for` query parameter is required.", field="for")
+        if self.third_party_keys is None or self.reach is None:
+            raise NotFound("This gateway gives no third-party keys to platforms.")
+        if not await self.reach(platform_uri(service, for_user), client_id):
+            raise UnknownRecipient("No such user reachable by this platform user.", field="user")
+        bundle = await self.third_party_keys(user)
+        if bundle is None:
+            raise UnknownRecipient("No such third-party user has published keys.", field="user")
+        native_id = self.platform.native_id(service, user)
+
+        async def remember(tx: Tx) -> None:
+            await platform_store.remember_user(tx, service, native_id, user)
+
+        await self.platform.store.write("platform_user_id", remember)
+        return msgspec.to_builtins(bundle) | {"user": user, "id": native_id}
+
+    async def receive(self, service: str, body: bytes, signature: str | None) -> list[str]:
+        """Verify, translate and relay one webhook; return the gateway ids it produced."""
+        verify(self._secret(service), body, signature)
         try:
             doc = msgspec.json.decode(body)
         except (msgspec.DecodeError, RecursionError):
             raise ValidationFailed("The webhook is not JSON.", field="$") from None
         if not isinstance(doc, dict):
             raise ValidationFailed("The webhook is not an object.", field="$")
+        if doc.get("object") == "consent":
+            await self._consent(service, doc)
+            return []
         try:
             encrypted = _take_encrypted(service, doc)
         except (ValueError, TypeError, AttributeError, msgspec.ValidationError):
             raise ValidationFailed("Malformed encrypted message.", field="$.entry") from None
-        users = _Known(await self._known_ids(service, doc), service)
+        # The encrypted events are out of `doc` now: their recipients are looked up too.
+        extra = {e["recipient"] for e in encrypted}
+        users = _Known(await self._known_ids(service, doc, extra), service)
         try:
             events = TRANSLATORS[service].webhook_to_neutral(doc, users=users)
         except TranslationError as exc:
@@ -97,8 +186,20 @@ class Ingress:
                 log.warning("platform_item_refused", service=service, problem=exc.type)
         return accepted
 
-    async def _known_ids(self, service: str, doc: dict[str, Any]) -> dict[str, str]:
-        ids = sorted(_mentioned_ids(doc))
+    async def _consent(self, service: str, doc: dict[str, Any]) -> None:
+        if self.set_consent is None:
+            raise NotFound("This gateway takes no consent webhooks.")
+        try:
+            webhook = msgspec.convert(doc, ConsentWebhook)
+        except msgspec.ValidationError as exc:
+            raise ValidationFailed(f"Malformed consent webhook: {exc}", field="$.entry") from None
+        for entry in webhook.entry:
+            await self.set_consent(platform_uri(service, entry.user), entry.consent)
+
+    async def _known_ids(
+        self, service: str, doc: dict[str, Any], extra: set[str]
+    ) -> dict[str, str]:
+        ids = sorted((_mentioned_ids(doc) | extra) - {""})
         if not ids:
             return {}
         known = {}
@@ -136,6 +237,11 @@ class Ingress:
             return None
         gateway_id = await self._gateway_id(service, receipt.message_id)
         if gateway_id is None:
+            if now_ms() - env.sent_at < RECEIPT_GRACE_MS:
+                # A status can overtake our record of the message's native id (the service
+                # answered the send, its user's device acknowledged at once): Meta retries a
+                # webhook that is not taken, so ask for the retry.
+                raise Unavailable("A status for a message not yet recorded; retry.")
             return None
         common["native_id"] = f"{env.id}:{receipt.status}"
         return Inbound(payload={"message_id": gateway_id, "status": receipt.status}, **common)
