@@ -25,6 +25,7 @@ from gateway.http import (
     onboarding,
     ops,
     platform_webhook,
+    portal,
     sandbox,
 )
 from gateway.http.app_keys import (
@@ -53,6 +54,7 @@ from gateway.http.app_keys import (
     RATE_LIMITER,
     REACH,
     RELAY,
+    REQUEST_TRACKER,
     SANDBOX,
     STORE,
     TOKEN_ENDPOINT,
@@ -92,6 +94,7 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import rate_limiter
 from gateway.service.reach import Reach
 from gateway.service.relay import Relay
+from gateway.service.request_tracker import RequestTracker
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher, WebhookTargets
 from gateway.store import Store, StoreError, open_store
@@ -187,6 +190,7 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
         resolver=app.get(EGRESS_RESOLVER),
     )
     app[INTEROP_REQUESTS] = InteropRequests(store, config, egress)
+    app[REQUEST_TRACKER] = RequestTracker(store)
     app[TOKEN_ENDPOINT] = TokenEndpoint(
         store,
         providers,
@@ -396,4 +400,5 @@ def create_app(
     app.add_routes(events.routes)
     app.add_routes(sandbox.routes)
     app.add_routes(platform_webhook.routes)
+    app.add_routes(portal.routes)
     return app

@@ -46,6 +46,12 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/sandbox/v1/outage"): "sandbox.outage",
     ("GET", "/platform/v1/{service}/webhook"): "platform.webhook_verify",
     ("GET", "/admin/v1/audit"): "audit.export",
+    ("GET", "/"): "portal.home",
+    ("GET", "/docs"): "portal.docs",
+    ("GET", "/assets/{name}"): "portal.asset",
+    ("GET", "/problems/{name}"): "portal.problem",
+    ("GET", "/requests"): "portal.tracker",
+    ("GET", "/requests/{id}"): "portal.request",
 }
 
 # Internal events (AuditLog.record_event / event_in), listed for the report and auditors.
