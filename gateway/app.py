@@ -54,6 +54,7 @@ from gateway.http.app_keys import (
     RATE_LIMITER,
     REACH,
     RELAY,
+    REQUEST_PROCESS,
     REQUEST_TRACKER,
     SANDBOX,
     STORE,
@@ -94,6 +95,7 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import rate_limiter
 from gateway.service.reach import Reach
 from gateway.service.relay import Relay
+from gateway.service.request_process import RequestProcess
 from gateway.service.request_tracker import RequestTracker
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.webhook_push import WebhookPusher, WebhookTargets
@@ -190,7 +192,8 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
         resolver=app.get(EGRESS_RESOLVER),
     )
     app[INTEROP_REQUESTS] = InteropRequests(store, config, egress)
-    app[REQUEST_TRACKER] = RequestTracker(store)
+    app[REQUEST_TRACKER] = RequestTracker(store, config.requests)
+    app[REQUEST_PROCESS] = RequestProcess(store, config)
     app[TOKEN_ENDPOINT] = TokenEndpoint(
         store,
         providers,

@@ -18,8 +18,8 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.errors import GatewayError, NotFound
-from gateway.http.app_keys import CONFIG, REQUEST_TRACKER
+from gateway.errors import GatewayError, NotFound, ValidationFailed
+from gateway.http.app_keys import CONFIG, INTEROP_REQUESTS, REQUEST_TRACKER
 from gateway.http.body import json_response
 from gateway.http.ops import OPENAPI_PATH
 from gateway.service.offer import build_offer
@@ -251,4 +251,22 @@ async def tracked_request(request: web.Request) -> web.Response:
     found = await request.app[REQUEST_TRACKER].public_view(request.match_info["id"])
     if wants_json(request):
         return json_response(found)
-    return page("request.html", title=f"Request {found.id[:8]}", r=found)
+    return page("request.html", title=f"Request {found.id[:8]}", r=found, private=False)
+
+
+@routes.post("/requests/{id}/status")
+async def requester_page(request: web.Request) -> web.Response:
+    """The requester's status page: the request with the full texts of its log (form post of
+    the status token, which so stays out of URLs and logs)."""
+    form = await request.post()
+    token = form.get("status_token")
+    if not isinstance(token, str) or not token:
+        raise ValidationFailed("Give the request's status token.", field="status_token")
+    request_id = request.match_info["id"]
+    await request.app[INTEROP_REQUESTS].authorize(request_id, token)
+    found = await request.app[REQUEST_TRACKER].requester_view(request_id)
+    if wants_json(request):
+        return json_response(found, headers={"Cache-Control": "no-store"})
+    response = page("request.html", title=f"Request {found.id[:8]}", r=found, private=True)
+    response.headers["Cache-Control"] = "no-store"
+    return response
