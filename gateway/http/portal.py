@@ -18,7 +18,7 @@ import swagger_ui_bundle
 from aiohttp import web
 
 from gateway.config import Config
-from gateway.errors import GatewayError, NotFound, ValidationFailed
+from gateway.errors import BadRequest, GatewayError, NotFound, ValidationFailed
 from gateway.http.app_keys import CONFIG, INTEROP_REQUESTS, REQUEST_TRACKER
 from gateway.http.body import json_response
 from gateway.http.ops import OPENAPI_PATH
@@ -258,7 +258,10 @@ async def tracked_request(request: web.Request) -> web.Response:
 async def requester_page(request: web.Request) -> web.Response:
     """The requester's status page: the request with the full texts of its log (form post of
     the status token, which so stays out of URLs and logs)."""
-    form = await request.post()
+    try:
+        form = await request.post()
+    except ValueError:  # not UTF-8, a broken multipart body
+        raise BadRequest("The form could not be read.") from None
     token = form.get("status_token")
     if not isinstance(token, str) or not token:
         raise ValidationFailed("Give the request's status token.", field="status_token")
