@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from gateway import __version__, audit_cli, bench
+from gateway import __version__, admin_cli, audit_cli, bench
 from gateway.config import Config, ConfigError, load_config, parse_listen
 from gateway.store.base import StoreError
 
@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="a third-party user and a sandbox WhatsApp user, E2EE")
     demo.set_defaults(run=cmd_demo)
     audit_cli.register(sub)
+    admin_cli.register(sub)
     bench.register(sub)
     return parser
 
