@@ -88,15 +88,13 @@ async def test_report_html_is_self_contained_and_json_is_data(
     assert "Data register" in html and "90-day deadline" in html
     report = json.loads(json_path.read_text())
     assert report["audit"]["records"] == 30
-    assert report["messages"] == [
-        {
-            "action": "message.deliver",
-            "service": "whatsapp",
-            "kind": "text",
-            "direction": "to_platform",
-            "count": 30,
-        }
-    ]
+    assert report["messages"] == {
+        "accepted": 0,
+        "refused": 0,
+        "refused_by_reason": [],
+        "delivered": {"to_platform": 30},
+        "failed_by_reason": {},
+    }
     assert report["requests"] == [
         {"party": "acme", "service": "whatsapp", "total": 30, "outcomes": {"2xx": 30}}
     ]
