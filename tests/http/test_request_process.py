@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 import pytest
 
 from gateway.config import Config
-from gateway.http.app_keys import INTEROP_REQUESTS, REQUEST_PROCESS
+from gateway.errors import Conflict
+from gateway.http.app_keys import EGRESS, INTEROP_REQUESTS, STORE
+from gateway.service.interop_requests import InteropRequests
+from gateway.service.request_process import CommentIn, DisputeIn, RequestProcess
 from gateway.service.working_days import WorkingDays
 from tests.conftest import admin_headers, assert_problem
 from tests.onboarding_helpers import decide, new_key, submit_request
@@ -129,6 +133,14 @@ async def test_a_request_goes_through_every_phase(client: Any) -> None:
     assert "Could it be sooner" not in page and "Phase Chat" in page
     assert "extended (Art. 7(6))" in page
 
+    # Every step is in the audit log under its own action, without its texts.
+    export = await (await client.get("/admin/v1/audit", headers=admin_headers())).text()
+    records = [json.loads(line) for line in export.splitlines()]
+    actions = [(r["action"], r["status"]) for r in records if r.get("kind") == "record"]
+    for action in ("plan", "extend", "comment", "dispute", "review", "live"):
+        assert (f"interop_request.{action}", 200) in actions
+    assert "Could it be sooner" not in export and "Needs a new API" not in export
+
 
 async def test_a_rejection_is_disputed_and_decided_again(client: Any) -> None:
     _, jwk = new_key("ed25519", kid="k1")
@@ -154,7 +166,9 @@ async def test_a_rejection_is_disputed_and_decided_again(client: Any) -> None:
     assert view["status"] == "approved" and view["client_id"]
 
 
-async def test_the_requester_steps_need_the_status_token_and_the_window(client: Any) -> None:
+async def test_the_requester_steps_need_the_status_token_and_the_window(
+    client: Any, config: Config
+) -> None:
     _, jwk = new_key("ed25519", kid="k1")
     created = await submit_request(client, [jwk])
     rid = created["id"]
@@ -180,19 +194,13 @@ async def test_the_requester_steps_need_the_status_token_and_the_window(client: 
     await _expect(
         await _admin(client, rid, "plan", {"next_update": _day(2), "live": _day(9)}), 200
     )
-    # After the window, comments and disputes are refused.
-    process = client.app[REQUEST_PROCESS]
-    process._clock = lambda: _now_ms() + 30 * _DAY_MS
-    await _expect(
-        await _as_requester(client, created, "comments", {"text": "late"}),
-        409,
-        "/problems/conflict",
-    )
-    await _expect(
-        await _as_requester(client, created, "dispute", {"reason": "late"}),
-        409,
-        "/problems/conflict",
-    )
+    # After the window (ten working days), comments and disputes are refused.
+    later = RequestProcess(client.app[STORE], config, clock=lambda: _now_ms() + 30 * _DAY_MS)
+    with pytest.raises(Conflict, match="window"):
+        await later.comment(rid, CommentIn(text="late"))
+    with pytest.raises(Conflict, match="window"):
+        await later.dispute(rid, DisputeIn(reason="late"))
+    assert (await client.app[INTEROP_REQUESTS].admin_view(rid)).status == "planned"
 
 
 def _now_ms() -> int:
@@ -219,11 +227,15 @@ async def test_a_confidential_requester_is_not_named_in_public(client: Any) -> N
     assert admin.organisation == "Stealth Messenger" and admin.confidential
 
 
-async def test_overdue_deadlines_are_flagged(client: Any) -> None:
+async def test_overdue_deadlines_are_flagged(client: Any, config: Config) -> None:
     _, jwk = new_key("ed25519", kid="k1")
     created = await submit_request(client, [jwk])
-    service = client.app[INTEROP_REQUESTS]
-    service._clock = lambda: created["received_at"] + 40 * _DAY_MS
+    service = InteropRequests(
+        client.app[STORE],
+        config,
+        client.app[EGRESS],
+        clock=lambda: created["received_at"] + 40 * _DAY_MS,
+    )
     view = await service.admin_view(created["id"])
     flags = {d.name: d.overdue for d in view.deadlines}
     assert flags == {"eligibility": True, "art_7_5": False}
