@@ -49,7 +49,7 @@ def shots(tmp_path: Path) -> Path:
 async def _seed(session: Any) -> dict[str, Any]:
     _, jwk = new_key("ed25519", kid="k1")
     created = await submit_request(session, [jwk], organisation="Browser Chat")
-    await decide(session, created["id"], "approve")
+    await decide(session, created["id"], "approve", reason="Meets the reference offer")
     return created
 
 
@@ -95,6 +95,19 @@ async def test_the_portal_pages_in_a_browser(
     for link in ours:
         visit = await tab.open(link)
         assert visit.statuses.get(link, 200) < 400, link
+    # The requester's page: the status token typed into the form shows the full log.
+    await tab.open(f"{served.base_url}/requests/{created['id']}")
+    assert "Meets the reference offer" not in await tab.evaluate("document.body.innerText")
+    await tab.evaluate(
+        f"document.getElementById('status_token').value = {created['status_token']!r};"
+        "document.querySelector('form').submit(); true"
+    )
+    await tab.wait_for("document.body.innerText.includes('Show the full log') === false")
+    await tab.wait_for("document.readyState === 'complete'")
+    shown = await tab.evaluate("document.body.innerText")
+    assert "gatekeeper · approved: Meets the reference offer" in shown
+    assert tab.visit.errors == []
+    await tab.screenshot(shots / "requester.png")
     # On a phone the portal needs no sideways scrolling.
     await tab.viewport(390, 844, mobile=True)
     await tab.open(served.base_url + "/")
