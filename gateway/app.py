@@ -26,6 +26,7 @@ from gateway.http import (
     onboarding,
     ops,
     platform_webhook,
+    portal,
     sandbox,
 )
 from gateway.http.app_keys import (
@@ -55,6 +56,8 @@ from gateway.http.app_keys import (
     RATE_LIMITER,
     REACH,
     RELAY,
+    REQUEST_PROCESS,
+    REQUEST_TRACKER,
     SANDBOX,
     STORE,
     TOKEN_ENDPOINT,
@@ -94,6 +97,8 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import rate_limiter
 from gateway.service.reach import Reach
 from gateway.service.relay import Relay
+from gateway.service.request_process import RequestProcess
+from gateway.service.request_tracker import RequestTracker
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.transparency import KeyTransparency, load_head_signer, retired_public_keys
 from gateway.service.webhook_push import WebhookPusher, WebhookTargets
@@ -208,6 +213,8 @@ async def onboarding_ctx(app: web.Application) -> AsyncIterator[None]:
         resolver=app.get(EGRESS_RESOLVER),
     )
     app[INTEROP_REQUESTS] = InteropRequests(store, config, egress)
+    app[REQUEST_TRACKER] = RequestTracker(store, config.requests)
+    app[REQUEST_PROCESS] = RequestProcess(store, config)
     app[TOKEN_ENDPOINT] = TokenEndpoint(
         store,
         providers,
@@ -424,4 +431,5 @@ def create_app(
     app.add_routes(events.routes)
     app.add_routes(sandbox.routes)
     app.add_routes(platform_webhook.routes)
+    app.add_routes(portal.routes)
     return app

@@ -130,8 +130,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     if out.suffix not in (".html", ".json"):
         raise UsageError("--out must end in .html or .json")
     config = _config(args)
+    from gateway.service.audit.export import parse_instant
 
-    report = _on_store(args, lambda store: build_report(store, config))
+    try:
+        start = parse_instant(args.start) if args.start else None
+        end = parse_instant(args.end) if args.end else None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if end is not None and len(args.end.strip()) == 10:  # a date: up to the end of that day
+        end += 86_400_000 - 1
+    report = _on_store(args, lambda store: build_report(store, config, start_ms=start, end_ms=end))
     out.write_text(render_html(report) if out.suffix == ".html" else render_json(report))
     print(f"report written to {out}")
     return 0
@@ -189,6 +197,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     report = commands.add_parser("report", help="compliance report as HTML or JSON")
     report.add_argument("--out", required=True, help="FILE.html or FILE.json")
+    report.add_argument("--from", dest="start", help="ISO 8601 date or date-time, inclusive")
+    report.add_argument("--to", dest="end", help="ISO 8601 date or date-time, inclusive")
     report.add_argument("--database", help="database URL (default: the configured one)")
     report.set_defaults(run=guarded(cmd_report))
 

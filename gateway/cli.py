@@ -9,7 +9,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from gateway import __version__, audit_cli, bench, kt_cli
+from gateway import __version__, admin_cli, audit_cli, bench, kt_cli
 from gateway.config import Config, ConfigError, load_config, parse_listen
 from gateway.store.base import StoreError
 
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox_serve.set_defaults(run=cmd_sandbox_serve)
     audit_cli.register(sub)
     kt_cli.register(sub)
+    admin_cli.register(sub)
     bench.register(sub)
     return parser
 

@@ -252,11 +252,25 @@ def _default_services() -> dict[str, ServiceConfig]:
     }
 
 
+class RequestsConfig(_Section, frozen=True):
+    """Deadlines of the request process, in working days (Mon-Fri, less `holidays`)."""
+
+    # Eligibility answered within 20 working days (Commission decision DMA.100204).
+    eligibility_working_days: Positive = 20
+    # The requester may comment on a plan (or dispute it, or a rejection) this long.
+    comment_working_days: Positive = 10
+    # A dispute is reviewed within this long.
+    review_working_days: Positive = 20
+    # Public holidays (YYYY-MM-DD) that are not working days.
+    holidays: list[Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$")]] = []
+
+
 class Config(_Section, frozen=True):
     data_dir: str = "var"
     admin_token: str = ""
     platforms: Literal["sandbox", "http"] = "sandbox"
     request_deadline_days: Positive = 90
+    requests: RequestsConfig = RequestsConfig()
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
     log: LogConfig = LogConfig()

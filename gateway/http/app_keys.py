@@ -29,6 +29,8 @@ from gateway.service.providers import ProviderRegistry
 from gateway.service.ratelimit import RateLimiter
 from gateway.service.reach import Reach
 from gateway.service.relay import Relay
+from gateway.service.request_process import RequestProcess
+from gateway.service.request_tracker import RequestTracker
 from gateway.service.token_endpoint import TokenEndpoint
 from gateway.service.transparency import KeyTransparency
 from gateway.service.webhook_push import WebhookPusher
@@ -48,6 +50,8 @@ KEY_TRANSPARENCY = web.AppKey("key_transparency", KeyTransparency)
 MEDIA = web.AppKey("media", MediaService)
 # Onboarding and provider authentication (set by gateway.app.onboarding_ctx).
 INTEROP_REQUESTS = web.AppKey("interop_requests", InteropRequests)
+REQUEST_TRACKER = web.AppKey("request_tracker", RequestTracker)
+REQUEST_PROCESS = web.AppKey("request_process", RequestProcess)
 PROVIDERS = web.AppKey("providers", ProviderRegistry)
 ACCESS_TOKENS = web.AppKey("access_tokens", AccessTokens)
 TOKEN_ENDPOINT = web.AppKey("token_endpoint", TokenEndpoint)

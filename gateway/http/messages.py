@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.errors import UnknownRecipient
-from gateway.http.app_keys import AUDIT, AUDIT_LOG, REACH, RELAY
+from gateway.http.app_keys import AUDIT, AUDIT_LOG, CONFIG, REACH, RELAY
 from gateway.http.auth import current_provider, requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.service.relay import AuditHook
@@ -18,6 +18,7 @@ from gateway.service.relay_types import (
     TypingIn,
 )
 from gateway.store import Tx
+from gateway.uris import split_user_uri
 
 routes = web.RouteTableDef()
 
@@ -47,6 +48,10 @@ def audited(request: web.Request, *subjects: str) -> AuditHook | None:
     if ctx is None:
         return None
     audit_log = request.app[AUDIT_LOG]
+    # The recipient's service, for the exchange matrix of the compliance report.
+    recipient = split_user_uri(subjects[-1]) if subjects else None
+    if recipient is not None and recipient.authority in request.app[CONFIG].services:
+        ctx.attrs["service"] = recipient.authority
 
     async def hook(tx: Tx) -> object:
         return await audit_log.append_in(tx, ctx, status=202, subjects=subjects)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, cast, get_args
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, cast, get_args
 
 import msgspec
 from aiohttp import web
 from msgspec import Meta
 
 from gateway.errors import Unauthorized, ValidationFailed
-from gateway.http.app_keys import ACCESS_TOKENS, INTEROP_REQUESTS, PROVIDERS
+from gateway.http.app_keys import ACCESS_TOKENS, INTEROP_REQUESTS, PROVIDERS, REQUEST_PROCESS
 from gateway.http.auth import authenticate_provider, current_provider, public, requires_scope
 from gateway.http.body import decode_json, json_response
 from gateway.http.guards import bearer_token, require_admin
@@ -20,9 +21,19 @@ from gateway.service.interop_requests import (
     RequestStatus,
 )
 from gateway.service.providers import ProviderState
+from gateway.service.request_process import (
+    CommentIn,
+    DisputeIn,
+    ExtendIn,
+    LiveIn,
+    PlanIn,
+    RequestProcess,
+    ReviewIn,
+)
 from gateway.service.scopes import ordered
 
 routes = web.RouteTableDef()
+ProcessStep = Callable[[RequestProcess, str, Any], Awaitable[None]]
 
 
 class ReasonIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -97,6 +108,45 @@ async def request_status(request: web.Request) -> web.Response:
     return json_response(status, headers={"Cache-Control": "no-store"})
 
 
+def _status_token(request: web.Request) -> str:
+    token = bearer_token(request)
+    if token is None:
+        raise Unauthorized(
+            "Send the status token of the request as Bearer.",
+            headers={"WWW-Authenticate": 'Bearer realm="interop-request"'},
+        )
+    return token
+
+
+# No per-IP bucket: these answer only to the holder of a 256-bit status token.
+async def _requester_step(
+    request: web.Request,
+    step: Callable[[RequestProcess, str, Any], Awaitable[None]],
+    body_type: Any,
+) -> web.Response:
+    token, request_id = _status_token(request), request.match_info["id"]
+    service = request.app[INTEROP_REQUESTS]
+    await service.authorize(request_id, token)
+    await step(request.app[REQUEST_PROCESS], request_id, await decode_json(request, body_type))
+    status = await service.status(request_id, token, reveal_secret=False)
+    return json_response(status, headers={"Cache-Control": "no-store"})
+
+
+# No per-IP bucket: these answer only to the holder of a 256-bit status token.
+@routes.post("/v1/interop-requests/{id}/comments")
+@public()
+async def comment_on_plan(request: web.Request) -> web.Response:
+    """The requester's comment on the plan, within the comment window."""
+    return await _requester_step(request, RequestProcess.comment, CommentIn)
+
+
+@routes.post("/v1/interop-requests/{id}/dispute")
+@public()
+async def dispute_step(request: web.Request) -> web.Response:
+    """The requester disputes a rejection or a plan; a review follows within its deadline."""
+    return await _requester_step(request, RequestProcess.dispute, DisputeIn)
+
+
 # -- provider -------------------------------------------------------------------------------
 
 
@@ -150,6 +200,48 @@ async def decide_request(request: web.Request) -> web.Response:
     decision = await decode_json(request, Decision)
     view = await request.app[INTEROP_REQUESTS].decide(request.match_info["id"], decision)
     return json_response(view)
+
+
+@routes.get("/admin/v1/interop-requests/{id}")
+async def show_request(request: web.Request) -> web.Response:
+    """One request, with its plan and deadlines."""
+    require_admin(request)
+    return json_response(await request.app[INTEROP_REQUESTS].admin_view(request.match_info["id"]))
+
+
+async def _admin_step(request: web.Request, step: ProcessStep, body: Any) -> web.Response:
+    request_id = request.match_info["id"]
+    await step(request.app[REQUEST_PROCESS], request_id, body)
+    return json_response(await request.app[INTEROP_REQUESTS].admin_view(request_id))
+
+
+@routes.post("/admin/v1/interop-requests/{id}/plan")
+async def plan_request(request: web.Request) -> web.Response:
+    """Commit to dates for the next update and for going live (opens the comment window)."""
+    require_admin(request)
+    return await _admin_step(request, RequestProcess.plan, await decode_json(request, PlanIn))
+
+
+@routes.post("/admin/v1/interop-requests/{id}/live")
+async def request_live(request: web.Request) -> web.Response:
+    """The requested functionalities are operational."""
+    require_admin(request)
+    body = await decode_json(request, LiveIn) if request.body_exists else LiveIn()
+    return await _admin_step(request, RequestProcess.go_live, body)
+
+
+@routes.post("/admin/v1/interop-requests/{id}/extend")
+async def extend_request(request: web.Request) -> web.Response:
+    """Extend the Art. 7(5) deadline (Art. 7(6)), with a reason and the new date."""
+    require_admin(request)
+    return await _admin_step(request, RequestProcess.extend, await decode_json(request, ExtendIn))
+
+
+@routes.post("/admin/v1/interop-requests/{id}/review")
+async def review_dispute(request: web.Request) -> web.Response:
+    """Decide a dispute: uphold the step, or revise it."""
+    require_admin(request)
+    return await _admin_step(request, RequestProcess.review, await decode_json(request, ReviewIn))
 
 
 @routes.get("/admin/v1/providers")

@@ -21,7 +21,9 @@ from gateway.service.client_keys import check_jwks
 from gateway.service.egress import Egress
 from gateway.service.intake_checks import check_email, check_webhook_url
 from gateway.service.providers import new_webhook_secret
+from gateway.service.request_tracker import Deadline, deadlines_of
 from gateway.service.tenancy import not_found
+from gateway.service.working_days import WorkingDays
 from gateway.store import Store, Tx
 from gateway.store import interop_requests as requests
 from gateway.store import providers as stored_providers
@@ -40,7 +42,14 @@ __all__ = [
     "Transition",
 ]
 
-REQUEST_STATUSES: tuple[str, ...] = ("received", "approved", "rejected")
+REQUEST_STATUSES: tuple[str, ...] = (
+    "received",
+    "approved",
+    "planned",
+    "live",
+    "rejected",
+    "disputed",
+)
 _DAY_MS = 86_400_000
 
 
@@ -56,6 +65,8 @@ class InteropRequestIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     functionalities: Annotated[list[str], Meta(max_length=50)]
     jwks: Jwks
     webhook_url: Annotated[str, Meta(max_length=2000)] | None = None
+    # Keep the organisation's name off the public tracker.
+    confidential: bool = False
 
 
 class InteropRequestCreated(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +75,7 @@ class InteropRequestCreated(msgspec.Struct, frozen=True, kw_only=True):
     received_at: int
     deadline_at: int
     status_token: str
+    eligibility_due_at: int
 
 
 class InteropRequestStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,6 +94,29 @@ class InteropRequestStatus(msgspec.Struct, frozen=True, kw_only=True):
     scopes: list[str] | None
     webhook_secret: str | None
     transitions: list[Transition]
+    plan: Plan | None
+    extended_to: int | None
+    deadlines: list[Deadline]
+
+
+class Plan(msgspec.Struct, frozen=True, kw_only=True):
+    """The committed dates of a plan and the end of the requester's comment window."""
+
+    planned_at: int
+    next_update_at: int
+    live_at: int
+    comment_due_at: int | None
+
+
+def plan_of(request: InteropRequestRecord) -> Plan | None:
+    if request.planned_at is None or request.plan_next_update_at is None:
+        return None
+    return Plan(
+        planned_at=request.planned_at,
+        next_update_at=request.plan_next_update_at,
+        live_at=request.plan_live_at or request.plan_next_update_at,
+        comment_due_at=request.comment_due_at,
+    )
 
 
 class InteropRequestAdminView(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,6 +132,13 @@ class InteropRequestAdminView(msgspec.Struct, frozen=True, kw_only=True):
     decided_at: int | None
     reason: str | None
     client_id: str | None
+    confidential: bool
+    plan: Plan | None
+    extended_to: int | None
+    live_at: int | None
+    deadlines: list[Deadline]
+    # In the answer about one request only (not in lists).
+    transitions: list[Transition] | None = None
 
 
 class Decision(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -115,7 +157,9 @@ def _client_id_for(organisation: str) -> str:
     return f"{slug or 'provider'}-{secrets.token_hex(4)}"
 
 
-def _admin_view(record: InteropRequestRecord) -> InteropRequestAdminView:
+def _admin_view(
+    record: InteropRequestRecord, deadlines: list[Deadline]
+) -> InteropRequestAdminView:
     return InteropRequestAdminView(
         id=record.id,
         status=record.status,
@@ -129,6 +173,11 @@ def _admin_view(record: InteropRequestRecord) -> InteropRequestAdminView:
         decided_at=record.decided_at,
         reason=record.reason,
         client_id=record.client_id,
+        confidential=record.confidential,
+        plan=plan_of(record),
+        extended_to=record.extended_to,
+        live_at=record.live_at,
+        deadlines=deadlines,
     )
 
 
@@ -147,6 +196,11 @@ class InteropRequests:
         self._config = config
         self._egress = egress
         self._clock = clock
+        self._days = WorkingDays(config.requests.holidays)
+
+    def deadlines(self, request: InteropRequestRecord) -> list[Deadline]:
+        """The request's deadlines now."""
+        return deadlines_of(request, self._clock(), self._days, self._config.requests)
 
     async def _check(self, body: InteropRequestIn) -> tuple[list[str], list[str]]:
         enabled = {n: s for n, s in self._config.services.items() if s.enabled}
@@ -195,6 +249,10 @@ class InteropRequests:
             webhook_url=body.webhook_url,
             received_at=received,
             deadline_at=received + self._config.request_deadline_days * _DAY_MS,
+            confidential=body.confidential,
+            eligibility_due_at=self._days.add(
+                received, self._config.requests.eligibility_working_days
+            ),
         )
 
         async def unit(tx: Tx) -> None:
@@ -217,14 +275,21 @@ class InteropRequests:
             received_at=request.received_at,
             deadline_at=request.deadline_at,
             status_token=status_token,
+            eligibility_due_at=request.eligibility_due_at or received,
         )
 
-    async def status(self, request_id: str, status_token: str) -> InteropRequestStatus:
-        """The requester's view; a wrong token answers like an unknown id."""
+    async def authorize(self, request_id: str, status_token: str) -> None:
+        """Pass when `status_token` is the request's; a wrong token answers like an unknown id."""
         stored = await requests.status_token_hash(self._store, request_id)
         if stored is None or not hmac.compare_digest(stored, _token_hash(status_token)):
             raise not_found("interop request")
-        return await self._status(request_id, reveal_secret=True)
+
+    async def status(
+        self, request_id: str, status_token: str, *, reveal_secret: bool = True
+    ) -> InteropRequestStatus:
+        """The requester's view (with the webhook secret, once, unless told not to)."""
+        await self.authorize(request_id, status_token)
+        return await self._status(request_id, reveal_secret=reveal_secret)
 
     async def status_for_provider(self, request_id: str, client_id: str) -> InteropRequestStatus:
         """The request a provider came from, seen with its access token; others are not found."""
@@ -257,6 +322,9 @@ class InteropRequests:
             scopes=granted,
             webhook_secret=secret,
             transitions=await transitions_of(self._store, "request", request_id),
+            plan=plan_of(request),
+            extended_to=request.extended_to,
+            deadlines=self.deadlines(request),
         )
 
     async def _take_webhook_secret(self, client_id: str) -> str | None:
@@ -273,7 +341,16 @@ class InteropRequests:
     ) -> list[InteropRequestAdminView]:
         """Requests for the admin, nearest deadline first."""
         found = await requests.list_requests(self._store, status, limit=limit)
-        return [_admin_view(request) for request in found]
+        return [_admin_view(request, self.deadlines(request)) for request in found]
+
+    async def admin_view(self, request_id: str) -> InteropRequestAdminView:
+        """One request, as the admin sees it."""
+        request = await requests.get_request(self._store, request_id)
+        if request is None:
+            raise not_found("interop request")
+        view = _admin_view(request, self.deadlines(request))
+        history = await transitions_of(self._store, "request", request_id)
+        return msgspec.structs.replace(view, transitions=history)
 
     async def decide(
         self, request_id: str, decision: Decision, *, actor: str = "admin"
@@ -291,8 +368,8 @@ class InteropRequests:
                 raise not_found("interop request")
             if request.status != "received":
                 raise Conflict(f"This request was already {request.status}.")
-            client_id = None
-            if to_status == "approved":
+            client_id = request.client_id
+            if to_status == "approved" and client_id is None:
                 client_id = await _create_provider(tx, request, now, actor)
             await requests.decide_request(
                 tx, request_id, to_status, reason=reason, client_id=client_id, at=now
@@ -309,10 +386,7 @@ class InteropRequests:
             )
 
         await self._store.write(f"interop_request_{to_status}", unit)
-        decided = await requests.get_request(self._store, request_id)
-        if decided is None:  # requests are never deleted
-            raise not_found("interop request")
-        return _admin_view(decided)
+        return await self.admin_view(request_id)
 
 
 async def _create_provider(tx: Tx, request: InteropRequestRecord, now: int, actor: str) -> str:

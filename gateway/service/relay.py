@@ -285,7 +285,12 @@ class Relay:
                 tx,
                 action="message.deliver",
                 subjects=[item.sender, item.recipient],
-                attrs={"service": item.service, "kind": item.kind, "direction": "to_provider"},
+                attrs={
+                    "service": item.service,
+                    "kind": item.kind,
+                    "direction": "to_provider",
+                    "provider": client_id,  # the exchange matrix of the compliance report
+                },
             )
             return gateway_id, True
 

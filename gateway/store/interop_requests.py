@@ -9,11 +9,26 @@ import msgspec
 
 from gateway.store.base import Reader, Row, Tx
 
-RequestStatus = Literal["received", "approved", "rejected"]
+RequestStatus = Literal["received", "approved", "planned", "live", "rejected", "disputed"]
 
 _COLUMNS = (
     "id, status, organisation, contact_email, services, functionalities, jwks, webhook_url, "
-    "received_at, deadline_at, decided_at, reason, client_id"
+    "received_at, deadline_at, decided_at, reason, client_id, confidential, eligibility_due_at, "
+    "planned_at, plan_next_update_at, plan_live_at, comment_due_at, live_at, extended_to, "
+    "disputed_from, review_due_at, reviewed_at"
+)
+# The phase fields, each set by one step of the process (see gateway.service.request_process).
+_PHASE_FIELDS = (
+    "eligibility_due_at",
+    "planned_at",
+    "plan_next_update_at",
+    "plan_live_at",
+    "comment_due_at",
+    "live_at",
+    "extended_to",
+    "disputed_from",
+    "review_due_at",
+    "reviewed_at",
 )
 
 
@@ -33,6 +48,22 @@ class InteropRequestRecord(msgspec.Struct, frozen=True, kw_only=True):
     decided_at: int | None = None
     reason: str | None = None
     client_id: str | None = None
+    confidential: bool = False
+    eligibility_due_at: int | None = None
+    planned_at: int | None = None
+    plan_next_update_at: int | None = None
+    plan_live_at: int | None = None
+    comment_due_at: int | None = None
+    live_at: int | None = None
+    extended_to: int | None = None
+    disputed_from: str | None = None
+    review_due_at: int | None = None
+    reviewed_at: int | None = None
+
+    @property
+    def effective_deadline_at(self) -> int:
+        """The Art. 7(5) deadline, as extended under Art. 7(6)."""
+        return self.extended_to or self.deadline_at
 
 
 def _record(row: Row) -> InteropRequestRecord:
@@ -50,6 +81,8 @@ def _record(row: Row) -> InteropRequestRecord:
         decided_at=row["decided_at"],
         reason=row["reason"],
         client_id=row["client_id"],
+        confidential=bool(row["confidential"]),
+        **{name: row[name] for name in _PHASE_FIELDS},
     )
 
 
@@ -58,7 +91,8 @@ async def add_request(tx: Tx, request: InteropRequestRecord, *, status_token_has
     await tx.execute(
         "INSERT INTO interop_requests (id, organisation, contact_email, services, "
         "functionalities, jwks, webhook_url, status, status_token_hash, received_at, "
-        "deadline_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "deadline_at, confidential, eligibility_due_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
         request.id,
         request.organisation,
         request.contact_email,
@@ -70,6 +104,8 @@ async def add_request(tx: Tx, request: InteropRequestRecord, *, status_token_has
         status_token_hash,
         request.received_at,
         request.deadline_at,
+        int(request.confidential),
+        request.eligibility_due_at,
     )
 
 
@@ -126,4 +162,21 @@ async def decide_request(
         reason,
         client_id,
         request_id,
+    )
+
+
+async def update_phase(
+    tx: Tx, request_id: str, status: RequestStatus, **fields: int | str | None
+) -> None:
+    """Move the request to `status`, setting the named phase fields (others stay)."""
+    unknown = set(fields) - set(_PHASE_FIELDS)
+    if unknown:
+        raise ValueError(f"not phase fields: {sorted(unknown)}")
+    names = list(fields)
+    assignments = "".join(f", {name} = ${i + 3}" for i, name in enumerate(names))
+    await tx.execute(
+        f"UPDATE interop_requests SET status = $1{assignments} WHERE id = $2",
+        status,
+        request_id,
+        *(fields[name] for name in names),
     )

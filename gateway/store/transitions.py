@@ -17,6 +17,8 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     actor: str
     reason: str | None
     at: int
+    # A step that is not a change of phase (comment, extension), or the kind of a review.
+    event: str | None = None
 
 
 async def record_transition(
@@ -29,12 +31,13 @@ async def record_transition(
     actor: str,
     reason: str | None,
     at: int,
+    event: str | None = None,
 ) -> None:
     """Keep who moved `subject` from `before` to `after`, when and why."""
     await tx.execute(
         "INSERT INTO onboarding_transitions "
-        "(subject_kind, subject_id, from_state, to_state, actor, reason, at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "(subject_kind, subject_id, from_state, to_state, actor, reason, at, event) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         kind,
         subject,
         before,
@@ -42,13 +45,14 @@ async def record_transition(
         actor,
         reason,
         at,
+        event,
     )
 
 
 async def transitions_of(db: Reader, kind: SubjectKind, subject: str) -> list[Transition]:
     """The transitions of `subject`, in the order they happened."""
     rows = await db.fetch(
-        "SELECT from_state, to_state, actor, reason, at FROM onboarding_transitions "
+        "SELECT from_state, to_state, actor, reason, at, event FROM onboarding_transitions "
         "WHERE subject_kind = $1 AND subject_id = $2 ORDER BY seq",
         kind,
         subject,
@@ -60,6 +64,7 @@ async def transitions_of(db: Reader, kind: SubjectKind, subject: str) -> list[Tr
             actor=r["actor"],
             reason=r["reason"],
             at=r["at"],
+            event=r["event"],
         )
         for r in rows
     ]

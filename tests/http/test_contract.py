@@ -3,25 +3,20 @@ served gateway (fixed seed, few examples each) and checks each answer against th
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 
-from aiohttp import web  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 
-from gateway.app import create_app  # noqa: E402
-from gateway.http.server import GatewayRunner  # noqa: E402
-from tests.conftest import ADMIN_TOKEN, REPO, make_config  # noqa: E402
+from tests.conftest import ADMIN_TOKEN, REPO  # noqa: E402
 from tests.onboarding_helpers import register_provider  # noqa: E402
+from tests.served import Served  # noqa: E402
 
 SCHEMA = schemathesis.openapi.from_path(REPO / "specs" / "openapi.json")
 OPERATIONS = [
@@ -38,31 +33,6 @@ CHECKS = [
     schemathesis.checks.content_type_conformance,
     schemathesis.checks.response_schema_conformance,
 ]
-
-
-class Served:
-    """The gateway on a free port, its loop in a thread (schemathesis calls are blocking)."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.app = create_app(make_config(data_dir))
-        self.runner = GatewayRunner(self.app)
-        self.call(self.runner.setup())
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        self.call(site.start())
-        port = self.runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=30)
-
-    def close(self) -> None:
-        self.call(self.runner.cleanup())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

@@ -181,7 +181,14 @@ async def test_intake_answers_and_keeps_only_a_hash_of_the_status_token(client: 
     assert response.status == 201
     created = await response.json()
     assert response.headers["Location"] == f"/v1/interop-requests/{created['id']}"
-    assert set(created) == {"id", "status", "received_at", "deadline_at", "status_token"}
+    assert set(created) == {
+        "id",
+        "status",
+        "received_at",
+        "deadline_at",
+        "status_token",
+        "eligibility_due_at",
+    }
     assert created["status"] == "received"
     assert created["deadline_at"] == created["received_at"] + 90 * 86_400_000
     row = await client.app[STORE].fetchrow(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from gateway.store import Store, Tx
 from gateway.store import interop_requests as r
@@ -41,3 +42,30 @@ async def test_requests_list_nearest_deadline_first(store: Store) -> None:
     assert [x.id for x in await r.list_requests(store, limit=10)] == ["r3", "r1", "r2"]
     assert [x.id for x in await r.list_requests(store, limit=2)] == ["r3", "r1"]
     assert [x.id for x in await r.list_requests(store, "received", limit=10)] == ["r1", "r2"]
+
+
+async def test_a_phase_change_sets_only_the_named_fields(store: Store) -> None:
+    await add_acme(store)
+
+    async def plan(tx: Tx) -> None:
+        await r.update_phase(tx, "r1", "planned", planned_at=2_000, plan_live_at=9_000)
+
+    await store.write("test_plan", plan)
+    planned = await r.get_request(store, "r1")
+    assert planned == msgspec.structs.replace(
+        REQUEST, status="planned", planned_at=2_000, plan_live_at=9_000
+    )
+
+    async def extend(tx: Tx) -> None:
+        await r.update_phase(tx, "r1", "planned", extended_to=12_000)
+
+    await store.write("test_extend", extend)
+    extended = await r.get_request(store, "r1")
+    assert extended is not None and extended.plan_live_at == 9_000
+    assert extended.effective_deadline_at == 12_000
+
+    async def bad(tx: Tx) -> None:
+        await r.update_phase(tx, "r1", "live", status_token_hash="x")
+
+    with pytest.raises(ValueError, match="not phase fields"):
+        await store.write("test_bad", bad)

@@ -18,6 +18,13 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("GET", "/v1/interop-requests/{id}"): "interop_request.status",
     ("GET", "/admin/v1/interop-requests"): "interop_request.list",
     ("POST", "/admin/v1/interop-requests/{id}/decision"): "interop_request.decide",
+    ("GET", "/admin/v1/interop-requests/{id}"): "interop_request.show",
+    ("POST", "/admin/v1/interop-requests/{id}/plan"): "interop_request.plan",
+    ("POST", "/admin/v1/interop-requests/{id}/live"): "interop_request.live",
+    ("POST", "/admin/v1/interop-requests/{id}/extend"): "interop_request.extend",
+    ("POST", "/admin/v1/interop-requests/{id}/review"): "interop_request.review",
+    ("POST", "/v1/interop-requests/{id}/comments"): "interop_request.comment",
+    ("POST", "/v1/interop-requests/{id}/dispute"): "interop_request.dispute",
     ("POST", "/admin/v1/providers/{client_id}/suspend"): "provider.suspend",
     ("POST", "/admin/v1/providers/{client_id}/resume"): "provider.resume",
     ("POST", "/v1/oauth/token"): "token.issue",
@@ -50,6 +57,13 @@ ROUTE_ACTIONS: dict[tuple[str, str], str] = {
     ("POST", "/sandbox/v1/outage"): "sandbox.outage",
     ("GET", "/platform/v1/{service}/webhook"): "platform.webhook_verify",
     ("GET", "/admin/v1/audit"): "audit.export",
+    ("GET", "/"): "portal.home",
+    ("GET", "/docs"): "portal.docs",
+    ("GET", "/assets/{name}"): "portal.asset",
+    ("GET", "/problems/{name}"): "portal.problem",
+    ("GET", "/requests"): "portal.tracker",
+    ("GET", "/requests/{id}"): "portal.request",
+    ("POST", "/requests/{id}/status"): "portal.requester_status",
 }
 
 # Internal events (AuditLog.record_event / event_in), listed for the report and auditors.

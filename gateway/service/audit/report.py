@@ -14,12 +14,35 @@ from gateway.config import Config
 from gateway.service.audit.export import record_fields
 from gateway.service.audit.register import DATA_REGISTER
 from gateway.service.gauges import existing_tables
+from gateway.service.request_tracker import deadlines_of
+from gateway.service.working_days import WorkingDays
 from gateway.store import Store
 from gateway.store import audit as audit_store
 from gateway.store import report as report_store
+from gateway.store.interop_requests import InteropRequestRecord
 
 Report = dict[str, Any]
 DAY_MS = 86_400_000
+
+# Requests that wait by design (long polls, WebSocket streams): their duration is the wait, not
+# the gateway's latency, so they stay out of the latency section.
+LONG_WAITS = frozenset({"events.pull", "events.stream"})
+# A provider's request to send something, and the kind of exchange it is.
+SENDS = {
+    "message.accept": "message",
+    "receipt.accept": "receipt",
+    "typing.accept": "typing",
+    "group.message": "group_message",
+}
+# Art. 7(2): group messaging within two years of designation (point (b)), calls within four
+# (point (c)); the designation of Meta's services under Art. 3 is of 6 September 2023.
+DESIGNATED_ON = "2023-09-06"
+LAW_DATES = {
+    "group_text": ("7(2)(b)", "2025-09-06"),
+    "group_files": ("7(2)(b)", "2025-09-06"),
+    "voice_calls": ("7(2)(c)", "2027-09-06"),
+    "video_calls": ("7(2)(c)", "2027-09-06"),
+}
 
 
 def iso(ms: int | None) -> str | None:
@@ -50,35 +73,65 @@ def _party(fields: dict[str, Any]) -> str:
 class _Tally:
     """Accumulates the audit-derived sections in one pass over the records."""
 
-    def __init__(self) -> None:
+    def __init__(self, start_ms: int | None = None, end_ms: int | None = None) -> None:
+        self.start_ms = start_ms
+        self.end_ms = end_ms
         self.records = 0
         self.first_at: int | None = None
         self.last_at: int | None = None
         self.requests: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
         self.latency: dict[str, list[int]] = defaultdict(list)
-        self.messages: Counter[tuple[str, str, str, str]] = Counter()
+        self.accepted = 0
+        self.refused: Counter[tuple[int, str]] = Counter()
+        self.delivered: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        # (provider, service, kind, direction) -> count
+        self.exchange: Counter[tuple[str, str, str, str]] = Counter()
         self.rejections: Counter[tuple[int, str]] = Counter()
         self.first_ok: dict[str, int] = {}  # client_id -> first successful request
 
     def add(self, f: dict[str, Any]) -> None:
-        self.records += 1
         at = f["at"]
+        if (self.start_ms is not None and at < self.start_ms) or (
+            self.end_ms is not None and at > self.end_ms
+        ):
+            return
+        self.records += 1
         self.first_at = at if self.first_at is None else min(self.first_at, at)
         self.last_at = at if self.last_at is None else max(self.last_at, at)
         attrs, status = f["attrs"], f["status"]
         service = str(attrs.get("service", "-"))
         self.requests[(_party(f), service)][_outcome(status)] += 1
-        if f["method"] is not None and f["duration_us"] is not None:
-            self.latency[f["action"]].append(f["duration_us"])
-        if f["action"].startswith("message."):
-            kind = str(attrs.get("kind", attrs.get("type", "-")))
-            direction = str(attrs.get("direction", "-"))
-            self.messages[(f["action"], service, kind, direction)] += 1
+        action = f["action"]
+        if f["method"] is not None and f["duration_us"] is not None and action not in LONG_WAITS:
+            self.latency[action].append(f["duration_us"])
+        self._messages(f, action, service, attrs, status)
         client_id = f["client_id"]
         if client_id and status is not None and status < 400:
             self.first_ok[client_id] = min(at, self.first_ok.get(client_id, at))
         if status is not None and status >= 400:
             self.rejections[(status, str(attrs.get("problem", "-")))] += 1
+
+    def _messages(
+        self, f: dict[str, Any], action: str, service: str, attrs: dict[str, Any], status: Any
+    ) -> None:
+        """Accepted, refused, delivered and failed apart; the exchange matrix."""
+        if action in SENDS and f["method"] is not None and status is not None:
+            if status < 400:
+                self.accepted += 1
+                provider = str(f["client_id"] or "-")
+                self.exchange[(provider, service, SENDS[action], "to_platform")] += 1
+            else:
+                self.refused[(status, str(attrs.get("problem", "-")))] += 1
+        elif action == "message.deliver":
+            direction = str(attrs.get("direction", "-"))
+            self.delivered[direction] += 1
+            if direction == "to_provider":
+                provider = str(attrs.get("provider", "-"))
+                kind = str(attrs.get("kind", "-"))
+                self.exchange[(provider, service, kind, direction)] += 1
+        elif action == "message.deliver_failed":
+            self.failed[str(attrs.get("reason", "-"))] += 1
 
     def sections(self) -> Report:
         latency = []
@@ -92,16 +145,30 @@ class _Tally:
                     "p99_ms": round(percentile(values, 99) / 1000, 3),
                 }
             )
+        chosen = self.start_ms is not None or self.end_ms is not None
+        start = self.start_ms if self.start_ms is not None else self.first_at
+        end = self.end_ms if self.end_ms is not None else self.last_at
         return {
-            "period": {"from": iso(self.first_at), "to": iso(self.last_at)},
+            "period": {"from": iso(start), "to": iso(end), "chosen": chosen},
             "requests": [
                 {"party": party, "service": service, "total": sum(c.values()), "outcomes": dict(c)}
                 for (party, service), c in sorted(self.requests.items())
             ],
             "latency": latency,
-            "messages": [
-                {"action": a, "service": s, "kind": k, "direction": d, "count": n}
-                for (a, s, k, d), n in sorted(self.messages.items())
+            "latency_excludes": sorted(LONG_WAITS),
+            "messages": {
+                "accepted": self.accepted,
+                "refused": sum(self.refused.values()),
+                "refused_by_reason": [
+                    {"status": status, "reason": reason, "count": n}
+                    for (status, reason), n in sorted(self.refused.items())
+                ],
+                "delivered": dict(sorted(self.delivered.items())),
+                "failed_by_reason": dict(sorted(self.failed.items())),
+            },
+            "exchange": [
+                {"provider": p, "service": s, "kind": k, "direction": d, "count": n}
+                for (p, s, k, d), n in sorted(self.exchange.items())
             ],
             "rejections": [
                 {"status": status, "reason": reason, "count": n}
@@ -172,33 +239,89 @@ async def _interop_requests(
     return {"available": True, "deadline_days": deadline_days, "items": items}
 
 
-def _functionalities(config: Config) -> list[dict[str, Any]]:
-    return [
-        {
-            "service": service,
-            "functionality": name,
-            "state": f.state if sc.enabled else "disabled",
-            "planned_for": f.planned_for,
-        }
-        for service, sc in sorted(config.services.items())
-        for name, f in sc.functionalities.items()
-    ]
+def _functionalities(config: Config, today: str) -> list[dict[str, Any]]:
+    """The offer's functionalities; a planned one is overdue once its date or the law's passed,
+    and flagged when its date is later than the law's."""
+    found = []
+    for service, sc in sorted(config.services.items()):
+        for name, f in sc.functionalities.items():
+            article, law_date = LAW_DATES.get(name, (None, None))
+            state = f.state if sc.enabled else "disabled"
+            planned = state == "planned"
+            found.append(
+                {
+                    "service": service,
+                    "functionality": name,
+                    "state": state,
+                    "planned_for": f.planned_for,
+                    "article": article,
+                    "law_date": law_date,
+                    "overdue": planned
+                    and (
+                        (f.planned_for is not None and f.planned_for < today)
+                        or (law_date is not None and law_date < today)
+                    ),
+                    "planned_after_law": planned
+                    and law_date is not None
+                    and (f.planned_for is None or f.planned_for > law_date),
+                }
+            )
+    return found
 
 
-async def build_report(store: Store, config: Config) -> Report:
-    """The report as plain data (JSON-ready)."""
+async def build_report(
+    store: Store, config: Config, *, start_ms: int | None = None, end_ms: int | None = None
+) -> Report:
+    """The report as plain data (JSON-ready), over the records of [start_ms, end_ms]."""
     now = now_ms()
-    tally = _Tally()
+    tally = _Tally(start_ms, end_ms)
     audit = await _audit_state(store, tally)
+    requests = await _interop_requests(store, config, now, tally.first_ok)
     return {
         "title": "DMA Art. 7 interoperability: compliance report",
         "generated_at": iso(now),
         "audit": audit,
         **tally.sections(),
-        "interop_requests": await _interop_requests(store, config, now, tally.first_ok),
-        "functionalities": _functionalities(config),
+        "interop_requests": requests,
+        "deadlines": await _deadline_tables(store, config, now),
+        "designated_on": DESIGNATED_ON,
+        "functionalities": _functionalities(config, (iso(now) or "")[:10]),
         "data_register": list(DATA_REGISTER),
     }
+
+
+async def _deadline_tables(store: Store, config: Config, now: int) -> list[dict[str, Any]]:
+    """Per deadline of the request process: how many were met on time, late, or are open."""
+    if "interop_requests" not in await existing_tables(store):
+        return []
+    days = WorkingDays(config.requests.holidays)
+    rows: dict[str, dict[str, Any]] = {}
+    for row in await report_store.interop_request_rows(store):
+        for d in deadlines_of(_request_record(row), now, days, config.requests):
+            if d.name == "comments":
+                continue  # the requester's window, not a deadline of the gatekeeper
+            tally = rows.setdefault(
+                d.name,
+                {"deadline": d.name, "label": d.label.split(",")[0], "total": 0, "on_time": 0,
+                 "late": 0, "open": 0, "overdue": 0},
+            )  # fmt: skip
+            tally["total"] += 1
+            if d.met_at is not None:
+                tally["on_time" if d.met_at <= d.due_at else "late"] += 1
+            elif d.overdue:
+                tally["overdue"] += 1
+            else:
+                tally["open"] += 1
+    order = ["eligibility", "review", "go_live", "art_7_5"]
+    return sorted(rows.values(), key=lambda r: order.index(r["deadline"]))
+
+
+def _request_record(row: dict[str, Any]) -> InteropRequestRecord:
+    """A request of a row read with `SELECT *` (columns of later migrations may be missing)."""
+    known = set(InteropRequestRecord.__struct_fields__) - {"services", "functionalities", "jwks"}
+    fields = {k: v for k, v in row.items() if k in known}
+    fields["confidential"] = bool(fields.get("confidential", False))
+    return InteropRequestRecord(services=[], functionalities=[], jwks=[], **fields)
 
 
 def render_json(report: Report) -> str:

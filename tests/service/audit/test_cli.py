@@ -88,15 +88,13 @@ async def test_report_html_is_self_contained_and_json_is_data(
     assert "Data register" in html and "90-day deadline" in html
     report = json.loads(json_path.read_text())
     assert report["audit"]["records"] == 30
-    assert report["messages"] == [
-        {
-            "action": "message.deliver",
-            "service": "whatsapp",
-            "kind": "text",
-            "direction": "to_platform",
-            "count": 30,
-        }
-    ]
+    assert report["messages"] == {
+        "accepted": 0,
+        "refused": 0,
+        "refused_by_reason": [],
+        "delivered": {"to_platform": 30},
+        "failed_by_reason": {},
+    }
     assert report["requests"] == [
         {"party": "acme", "service": "whatsapp", "total": 30, "outcomes": {"2xx": 30}}
     ]
@@ -105,3 +103,24 @@ async def test_report_html_is_self_contained_and_json_is_data(
     assert states[("whatsapp", "text")] == "available"
     assert states[("whatsapp", "voice_calls")] == "planned"
     assert report["data_register"]
+
+
+async def test_report_for_a_chosen_period(make_audit_db: Any, tmp_path: Path) -> None:
+    db = await make_audit_db()
+    out = tmp_path / "period.json"
+    done = audit(
+        db.data_dir, "report", "--out", str(out), "--from", "2000-01-01", "--to", "2000-12-31"
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["period"] == {
+        "from": "2000-01-01T00:00:00+00:00",
+        "to": "2000-12-31T23:59:59+00:00",  # a bare date ends with its day
+        "chosen": True,
+    }
+    assert report["audit"]["records"] == 0
+    assert report["messages"]["delivered"] == {}
+    done = audit(db.data_dir, "report", "--out", str(out), "--from", "2000-01-01")
+    assert json.loads(out.read_text())["audit"]["records"] == 30
+    done = audit(db.data_dir, "report", "--out", str(out), "--to", "last week")
+    assert done.returncode == 2 and "ISO 8601" in done.stderr
