@@ -4,12 +4,14 @@ from gateway.sdk.auth import SigningKey, TokenError, TokenSource, request_intero
 from gateway.sdk.client import GatewayError, InteropClient, Sent
 from gateway.sdk.events import Event, GroupChange, Message, Notice, Receipt, Typing
 from gateway.sdk.state import SdkState
+from gateway.sdk.transparency import KeyTransparencyError, UnpublishedKeyChange
 
 __all__ = [
     "Event",
     "GatewayError",
     "GroupChange",
     "InteropClient",
+    "KeyTransparencyError",
     "Message",
     "Notice",
     "Receipt",
@@ -19,6 +21,7 @@ __all__ = [
     "TokenError",
     "TokenSource",
     "Typing",
+    "UnpublishedKeyChange",
     "request_interop",
     "request_status",
 ]

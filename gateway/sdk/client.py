@@ -39,6 +39,9 @@ from gateway.sdk.transparency import TransparencyChecker
 
 DEFAULT_ONE_TIME_KEYS = 50
 RATE_LIMIT_RETRIES = 3
+# How often the event iterator checks the key transparency log for keys of our users that we
+# did not publish.
+MONITOR_EVERY_S = 300.0
 
 
 class GatewayError(Exception):
@@ -451,10 +454,25 @@ class InteropClient:
     # -- receiving -------------------------------------------------------------------------
 
     async def events(
-        self, *, wait: float = 20.0, stop_when_idle: bool = False
+        self,
+        *,
+        wait: float = 20.0,
+        stop_when_idle: bool = False,
+        monitor_every_s: float = MONITOR_EVERY_S,
     ) -> AsyncIterator[Event]:
-        """Pull events (long poll), decrypt messages, ack each page once handled."""
+        """Pull events (long poll), decrypt messages, ack each page once handled.
+
+        Every `monitor_every_s` (and once at the start) the key transparency log's history of
+        each user this SDK published keys for is checked: a key version it did not publish
+        (someone else's keys in its user's name) is yielded as a Notice of type
+        `unpublished_key_change`, once.
+        """
+        monitor_due = 0.0
         while True:
+            if time.monotonic() >= monitor_due:
+                monitor_due = time.monotonic() + monitor_every_s
+                for alert in await self.kt.monitor_all():
+                    yield Notice(type=alert.type, raw=msgspec.to_builtins(alert))
             params: dict[str, Any] = {"wait": str(wait), "limit": "100"}
             if self.cursor is not None:
                 params["after"] = self.cursor

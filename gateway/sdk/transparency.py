@@ -127,6 +127,13 @@ class TransparencyChecker:
         """Remember keys this SDK publishes for its own user (monitoring compares with them)."""
         kt_state.add_published(self.db, user_uri, identity_key, signing_key)
 
+    async def monitor_all(self) -> list[UnpublishedKeyChange]:
+        """`monitor` every local user this SDK published keys for."""
+        alerts: list[UnpublishedKeyChange] = []
+        for user_uri in kt_state.published_users(self.db):
+            alerts += await self.monitor(user_uri)
+        return alerts
+
     async def monitor(self, user_uri: str) -> list[UnpublishedKeyChange]:
         """Check the log's history of our own user; report versions we did not publish."""
         answer = await self.get("/v1/key-transparency/history", {"user": user_uri})

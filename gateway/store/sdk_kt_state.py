@@ -82,3 +82,9 @@ def mark_reported(db: sqlite3.Connection, user_uri: str, leaf_index: int) -> boo
         (user_uri, leaf_index),
     )
     return cursor.rowcount == 1
+
+
+def published_users(db: sqlite3.Connection) -> list[str]:
+    """The local users this SDK published keys for (the ones it monitors)."""
+    rows = db.execute("SELECT DISTINCT user_uri FROM kt_published ORDER BY user_uri")
+    return [str(row[0]) for row in rows]

@@ -136,3 +136,25 @@ async def test_monitoring_reports_keys_the_provider_did_not_publish(
     assert await sdk.kt.monitor(alice) == []  # reported once
     await sdk.publish_keys("carol")
     assert await sdk.kt.monitor(sdk.uri("carol")) == []
+
+
+async def test_the_event_iterator_reports_keys_the_provider_did_not_publish(
+    gateway: Gateway, onboard_sdk: SdkFactory
+) -> None:
+    from gateway.crypto import KeyBundle
+    from gateway.sdk import Notice
+
+    sdk = await onboard_sdk()
+    await sdk.publish_keys("alice")
+    quiet = [e async for e in sdk.events(wait=0.2, stop_when_idle=True)]
+    assert [e for e in quiet if isinstance(e, Notice) and e.type == "unpublished_key_change"] == []
+    rogue = OlmParty()
+    bundle = msgspec.convert(msgspec.to_builtins(rogue.key_bundle(1)), KeyBundle)
+    await gateway.app[KEY_DIRECTORY].publish(sdk.client_id, "alice", bundle)
+    found = [
+        e async for e in sdk.events(wait=0.2, stop_when_idle=True)
+        if isinstance(e, Notice) and e.type == "unpublished_key_change"
+    ]  # fmt: skip
+    assert [(n.raw["user"], n.raw["identity_key"]) for n in found] == [
+        (sdk.uri("alice"), rogue.identity_key)
+    ]
