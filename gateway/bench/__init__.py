@@ -22,7 +22,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
             "e2e_messages": args.e2e_messages, "subscribers": args.subscribers,
             "users": args.users, "tool": args.tool,
             "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
-            "compare_with": args.compare_with,
+            "compare_with": args.compare_with, "postgres": args.postgres,
+            "standalone": False if args.no_standalone else None,
         }.items()
         if v is not None
     }  # fmt: skip
@@ -41,8 +42,9 @@ def register(sub: Any) -> None:
     bench = sub.add_parser(
         "bench",
         help="benchmark the gateway against a bare aiohttp baseline in the same run",
-        description="Start a bare aiohttp baseline and a real gateway (sandbox platforms, temp "
-        "data dir), both pinned to one core, and drive them alternately from the other core.",
+        description="Start a bare aiohttp baseline and real gateways (embedded sandbox; "
+        "standalone sandbox process; optionally one PostgreSQL replica), pinned to one core, "
+        "and drive them alternately from the other core.",
     )
     bench.add_argument("--duration", type=float, help="seconds per round (default 10)")
     bench.add_argument("--connections", type=int, help="concurrent connections (default 32)")
@@ -64,6 +66,16 @@ def register(sub: Any) -> None:
         "--compare-with",
         metavar="CHECKOUT",
         help="also run the gateway of another checkout in the same rounds (before/after)",
+    )
+    bench.add_argument(
+        "--no-standalone",
+        action="store_true",
+        help="skip the standalone topology (gateway with platforms = http + sandbox process)",
+    )
+    bench.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="also run one PostgreSQL replica (a schema of its own on this server, dropped after)",
     )
     bench.add_argument("--quick", action="store_true", help="a smoke run of a few seconds")
     bench.add_argument("--out", help="also write the JSON report to this file")

@@ -57,6 +57,9 @@ class Provider:
     key: Ed25519PrivateKey
     kid: str
     access_token: str = ""
+    # Where its sandbox users are made: the gateway itself (embedded sandbox) or a standalone
+    # sandbox process.
+    sandbox_url: str = ""
     whatsapp: list[str] = field(default_factory=list)
     instagram: list[str] = field(default_factory=list)
 
@@ -136,7 +139,7 @@ async def create_users(
                 "name": f"Bench {service} {n}",
                 "consent": [provider.client_id],
             }
-            url = f"{provider.base_url}/sandbox/v1/users"
+            url = f"{provider.sandbox_url or provider.base_url}/sandbox/v1/users"
             async with session.post(url, json=body, headers=admin) as response:
                 created = await _expect(response, 201, "sandbox user")
             users.append(created["uri"])
@@ -191,6 +194,7 @@ class Conversations:
         self.run = run
         self.per_connection = per_connection
         self.parties: dict[tuple[int, int], tuple[OlmParty, str]] = {}
+        self._ready: dict[tuple[int, int], bytes] = {}
 
     def _sender(self, connection: int, k: int) -> str:
         return self.provider.sender(1000 + connection * self.per_connection + k)
@@ -208,8 +212,19 @@ class Conversations:
                 identity = await open_session(session, self.provider, party, peer)
                 self.parties[connection, k] = (party, identity)
 
+    def prepare(self, connections: int, per_connection: int) -> None:
+        """Make the first `per_connection` bodies of each connection now, before the clock
+        starts, so the load generator is not held up encrypting (later ones are made then)."""
+        for connection in range(connections):
+            for seq in range(per_connection):
+                self._ready[connection, seq] = self._make(connection, seq)
+
     def body(self, connection: int, seq: int) -> bytes:
         """The next message of `connection`: its conversations take turns."""
+        ready = self._ready.pop((connection, seq), None)
+        return ready if ready is not None else self._make(connection, seq)
+
+    def _make(self, connection: int, seq: int) -> bytes:
         k = seq % self.per_connection
         sender, recipient = self._sender(connection, k), self._recipient(connection, k)
         if connection % 2 == 0:

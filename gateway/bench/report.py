@@ -37,14 +37,16 @@ def table(report: dict[str, Any]) -> str:
         f"{machine['load_average']} -> {machine.get('load_average_end')}",
         *(_row(row, widths) for row in rows),
     ]
-    compare = report["median"].get("compare")
-    if compare:
-        lines.append(
-            f"compare (--compare-with): median {compare['accepted_per_s']:.0f} accepted/s, "
-            f"p50 {compare['p50_ms']:.2f} ms, p99 {compare['p99_ms']:.2f} ms, "
-            f"ratio {compare['ratio']:.3f}"
-        )
-    for key in ("end_to_end", "end_to_end_compare"):
+    for name in ("standalone", "postgres", "compare"):
+        other = report["median"].get(name)
+        if other:
+            lines.append(
+                f"{name}: median {other['accepted_per_s']:.0f} accepted/s, "
+                f"p50 {other['p50_ms']:.2f} ms, p99 {other['p99_ms']:.2f} ms, "
+                f"ratio {other['ratio']:.3f}"
+            )
+    for key in ("end_to_end", "end_to_end_standalone", "end_to_end_postgres",
+                "end_to_end_compare"):  # fmt: skip
         e2e = report.get(key)
         if not e2e:
             continue

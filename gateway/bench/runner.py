@@ -3,8 +3,13 @@
 Both servers run pinned to one core, the load generator on another. Rounds alternate baseline
 and gateway (each gateway round starts only once its outbox has drained, so the baseline never
 shares its core with leftover delivery work); the report gives per-round figures and medians.
-Then: end to end (accepted -> delivered to sandbox users), resident memory after --messages
-messages, and with idle WebSocket subscribers.
+Topologies, each a target in the same rounds: `gateway` (the embedded sandbox platforms in the
+gateway's process), `standalone` (the gateway alone on its core with `platforms = "http"`,
+talking to a `dma-gateway sandbox serve` process on the load generator's core: the production
+topology in miniature), `postgres` (the embedded topology on one PostgreSQL replica, with
+--postgres) and `compare` (another checkout, --compare-with).
+Then: end to end per target (accepted -> delivered to sandbox users), resident memory after
+--messages messages, and with idle WebSocket subscribers.
 """
 
 from __future__ import annotations
@@ -61,6 +66,10 @@ class Options(msgspec.Struct, kw_only=True):
     quick: bool = False
     # Another checkout whose gateway runs beside this one, in the same rounds (before/after).
     compare_with: str | None = None
+    # Beside the embedded topology (always run, the reference of the targets).
+    standalone: bool = True
+    # A PostgreSQL server URL: one replica on a schema of its own (made and dropped here).
+    postgres: str | None = None
 
     @classmethod
     def quick_run(cls, **overrides: Any) -> Options:
@@ -177,10 +186,13 @@ async def _rounds(
 async def _end_to_end(
     options: Options, session: aiohttp.ClientSession, gateway: Server, provider: Provider
 ) -> dict[str, Any]:
-    """Fresh Olm ciphertext per WhatsApp message (each decrypts on the platform side) and
-    Instagram plaintext; delivered/s from the first send to the last delivery."""
+    """Fresh Olm ciphertext per WhatsApp message (each decrypts on the platform side, each
+    made before the clock starts) and Instagram plaintext; delivered/s from the first send to
+    the last delivery."""
     conversations = Conversations(provider, uuid.uuid4().hex[:12])
     await conversations.open(session, options.connections)
+    # Every ciphertext is made before the clock starts: the client is not the limit.
+    conversations.prepare(options.connections, -(-options.e2e_messages // options.connections))
     await provider.refresh_token(session)
     before, _ = await observe.settle(session, gateway.url)
     started = time.perf_counter()
@@ -274,6 +286,20 @@ def _targets(report: dict[str, Any]) -> dict[str, Any]:
     if memory:
         targets["rss_after_messages_at_most_150mb"] = memory["rss_mb_after_messages"] <= 150
         targets["rss_with_subscribers_at_most_200mb"] = memory["rss_mb_with_subscribers"] <= 200
+    standalone = median.get("standalone")
+    if standalone:
+        targets["standalone_ratio_at_least_0.5"] = standalone["ratio"] >= 0.5
+        targets["standalone_p99_at_most_20ms"] = standalone["p99_ms"] <= 20.0
+        e2e_standalone = report.get("end_to_end_standalone")
+        if e2e_standalone:
+            targets["standalone_end_to_end_at_least_3000_per_s"] = (
+                e2e_standalone["delivered_per_s"] >= 3000
+            )
+    postgres = median.get("postgres")
+    if postgres and postgres["accepted_per_s"]:
+        # Cost per message is 1 / accepted per second on the same core.
+        cost = median["gateway_accepted_per_s"] / postgres["accepted_per_s"]
+        targets["postgres_cost_at_most_1.5x_sqlite"] = cost <= 1.5
     return targets
 
 
@@ -296,29 +322,85 @@ def _machine(server_cpu: int | None, client_cpu: int | None, tool: str) -> dict[
 
 
 def _start_gateway(
-    name: str, data: Path, admin_token: str, cpu: int | None, code: Path | None
+    name: str,
+    data: Path,
+    admin_token: str,
+    cpu: int | None,
+    code: Path | None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> Server:
-    port = free_port()
-    env = {
+    port = port or free_port()
+    full_env = {
         **BENCH_ENV,
         "GATEWAY_DATA_DIR": str(data / name),
         "GATEWAY_PORT": str(port),
         "GATEWAY_ADMIN_TOKEN": admin_token,
+        **(env or {}),
     }
     extra = {} if code is None else {"code": code}
     return Server(
         name, ["-m", "gateway", "serve"],
-        port=port, cpu=cpu, log_path=data / f"{name}.log", env=env, **extra,
+        port=port, cpu=cpu, log_path=data / f"{name}.log", env=full_env, **extra,
     )  # fmt: skip
 
 
+def _start_standalone(
+    data: Path, admin_token: str, server_cpu: int | None, client_cpu: int | None
+) -> tuple[Server, Server]:
+    """The gateway on the server core with `platforms = "http"`, and its sandbox platforms as
+    a process of their own on the load generator's core."""
+    gateway_port, sandbox_port = free_port(), free_port()
+    secret = secrets.token_urlsafe(24)
+    sandbox = Server(
+        "sandbox", ["-m", "gateway", "sandbox", "serve", "--port", str(sandbox_port),
+                    "--gateway", f"http://127.0.0.1:{gateway_port}",
+                    "--data-dir", str(data / "sandbox")],
+        port=sandbox_port, cpu=client_cpu, log_path=data / "sandbox.log",
+        env={**BENCH_ENV, "GATEWAY_ADMIN_TOKEN": admin_token,
+             "GATEWAY_HTTP_PLATFORM__APP_SECRET": secret},
+    )  # fmt: skip
+    gateway = _start_gateway(
+        "standalone", data, admin_token, server_cpu, None,
+        env={"GATEWAY_PLATFORMS": "http",
+             "GATEWAY_HTTP_PLATFORM__SANDBOX_URL": f"http://127.0.0.1:{sandbox_port}",
+             "GATEWAY_HTTP_PLATFORM__APP_SECRET": secret},
+        port=gateway_port,
+    )  # fmt: skip
+    return gateway, sandbox
+
+
 async def _target(
-    options: Options, session: aiohttp.ClientSession, name: str, server: Server, admin: str
+    options: Options,
+    session: aiohttp.ClientSession,
+    name: str,
+    server: Server,
+    admin: str,
+    sandbox: Server | None = None,
 ) -> Target:
     await server.wait_ready("/readyz")
     provider = await onboard(session, server.url, admin)
+    if sandbox is not None:
+        await sandbox.wait_ready("/readyz")
+        provider.sandbox_url = sandbox.url
     await create_users(session, provider, admin, options.users)
     return Target(name, server, provider, await templates(session, provider))
+
+
+async def _postgres_schema(url: str, drop: str | None = None) -> str:
+    """A fresh schema on the server at `url` (or drop `drop`); the URL that selects it."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        if drop is not None:
+            await conn.execute(f"DROP SCHEMA IF EXISTS {drop} CASCADE")
+            return drop
+        schema = f"bench_{uuid.uuid4().hex[:12]}"
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
 
 
 async def run(options: Options) -> dict[str, Any]:
@@ -327,6 +409,7 @@ async def run(options: Options) -> dict[str, Any]:
     use_wrk = options.tool == "wrk" or (options.tool == "auto" and wrk.available() is not None)
     pin_self(client_cpu)
     admin_token = secrets.token_urlsafe(24)
+    schema_url = await _postgres_schema(options.postgres) if options.postgres else None
     with tempfile.TemporaryDirectory(prefix="dma-bench-") as tmp:
         data = Path(tmp)
         base_port = free_port()
@@ -335,6 +418,15 @@ async def run(options: Options) -> dict[str, Any]:
             port=base_port, cpu=server_cpu, log_path=data / "baseline.log",
         )  # fmt: skip
         servers = [_start_gateway("gateway", data, admin_token, server_cpu, None)]
+        sandboxes: dict[str, Server] = {}
+        if options.standalone:
+            standalone, sandboxes["standalone"] = _start_standalone(
+                data, admin_token, server_cpu, client_cpu
+            )
+            servers.append(standalone)
+        if schema_url is not None:
+            env = {"GATEWAY_DATABASE_URL": schema_url, "GATEWAY_STORAGE__POOL_SIZE": "8"}
+            servers.append(_start_gateway("postgres", data, admin_token, server_cpu, None, env))
         if options.compare_with:
             code = Path(options.compare_with).absolute()  # noqa: ASYNC240 (no I/O)
             servers.append(_start_gateway("compare", data, admin_token, server_cpu, code))
@@ -343,7 +435,8 @@ async def run(options: Options) -> dict[str, Any]:
             await baseline.wait_ready()
             async with aiohttp.ClientSession() as session:
                 targets = [
-                    await _target(options, session, s.name, s, admin_token) for s in servers
+                    await _target(options, session, s.name, s, admin_token, sandboxes.get(s.name))
+                    for s in servers
                 ]
                 rounds, median = await _rounds(options, session, baseline, targets, client_cpu)
                 report: dict[str, Any] = {
@@ -375,7 +468,12 @@ async def run(options: Options) -> dict[str, Any]:
         finally:
             baseline.stop()
             exit_codes = [s.stop() for s in servers]
+            for sandbox in sandboxes.values():
+                sandbox.stop()
+            if schema_url is not None and options.postgres:
+                await _postgres_schema(options.postgres, drop=schema_url.rsplit("=", 1)[1])
         report["gateway_exit_code"] = exit_codes[0]
+        report["exit_codes"] = {s.name: code for s, code in zip(servers, exit_codes, strict=True)}
         report["targets"] = _targets(report)
         report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         return report

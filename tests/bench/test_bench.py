@@ -34,7 +34,11 @@ def run_bench(tmp_path: Path, *extra: str) -> tuple[dict[str, Any], str]:
 
 
 def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
-    report, stdout = run_bench(tmp_path, "--tool", "asyncio")
+    # One PostgreSQL replica too where a server is at hand (CI); a schema of its own, dropped.
+    postgres = os.environ.get("GATEWAY_TEST_POSTGRES_URL")
+    report, stdout = run_bench(
+        tmp_path, "--tool", "asyncio", *(("--postgres", postgres) if postgres else ())
+    )
     assert report["machine"]["load_generator"] == "asyncio"
     assert len(report["rounds"]) == 1
     (first,) = report["rounds"]
@@ -55,16 +59,31 @@ def test_quick_run_reports_every_figure(tmp_path: Path) -> None:
     assert memory["subscribers"] == 20
     assert memory["rss_mb_after_messages"] > 0 and memory["rss_mb_with_subscribers"] > 0
     assert report["gateway_exit_code"] == 0
+    # The standalone topology (gateway with platforms = http, sandbox process) in the same
+    # rounds: every message accepted, and end to end every one decrypted by the sandbox process.
+    topologies = ["standalone", *(["postgres"] if postgres else [])]
+    for name in topologies:
+        assert first[name]["accepted"] == first[name]["requests"] > 0
+        assert report["median"][name]["accepted_per_s"] > 0
+        e2e = report[f"end_to_end_{name}"]
+        assert e2e["delivered"] == e2e["accepted"] == e2e["messages"] == 100
+    assert set(report["exit_codes"]) == {"gateway", *topologies}
+    assert set(report["exit_codes"].values()) == {0}
     assert set(report["targets"]) == {
         "ratio_at_least_0.5", "p99_at_most_20ms", "end_to_end_at_least_3000_per_s",
         "rss_after_messages_at_most_150mb", "rss_with_subscribers_at_most_200mb",
+        "standalone_ratio_at_least_0.5", "standalone_p99_at_most_20ms",
+        "standalone_end_to_end_at_least_3000_per_s",
+        *(["postgres_cost_at_most_1.5x_sqlite"] if postgres else []),
     }  # fmt: skip
-    assert "median" in stdout and "targets:" in stdout
+    assert "median" in stdout and "targets:" in stdout and "standalone: median" in stdout
 
 
 @pytest.mark.skipif(wrk.available() is None, reason="wrk is not on PATH")
 def test_quick_run_with_wrk(tmp_path: Path) -> None:
-    report, _ = run_bench(tmp_path, "--tool", "wrk", "--messages", "0", "--e2e-messages", "0")
+    report, _ = run_bench(
+        tmp_path, "--tool", "wrk", "--messages", "0", "--e2e-messages", "0", "--no-standalone"
+    )
     assert report["machine"]["load_generator"] == "wrk"
     gateway = report["rounds"][0]["gateway"]
     assert gateway["tool"] == "wrk"
