@@ -105,7 +105,7 @@ async def sandbox_ctx(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession()
     link = app[LINK] = GatewayLink(
         app[GATEWAY_URL], config.http_platform.app_secret, session,
-        data / "sandbox-webhook-queue.json",
+        data / "sandbox-webhook-queue.jsonl",
     )  # fmt: skip
     app[SEND_API] = SendApi(link)
     platform = app[SANDBOX] = StandaloneSandbox(

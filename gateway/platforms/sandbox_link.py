@@ -56,6 +56,13 @@ class _Pending(msgspec.Struct, frozen=True):
     body: bytes
 
 
+class _Entry(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A line of the queue's journal: a webhook added, or the first `drop` ones taken."""
+
+    add: _Pending | None = None
+    drop: int = 0
+
+
 class GatewayLink:
     """An InboundSink, ThirdPartyKeys and ConsentSetter that speak to the gateway over HTTP."""
 
@@ -81,7 +88,9 @@ class GatewayLink:
         self.last_sent: dict[tuple[str, str], str] = {}
         # (simulated user, third-party URI) -> the last bundle claimed for it.
         self._bundles: dict[tuple[str, str], ClaimedBundle] = {}
-        self._pending: list[_Pending] = _load_queue(queue_path)
+        self._pending: list[_Pending] = read_queue(queue_path)
+        # The journal restarts from what is left (it only grows while webhooks wait).
+        _write_atomically(queue_path, b"".join(_line(_Entry(add=p)) for p in self._pending))
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -196,7 +205,7 @@ class GatewayLink:
             if status is not None and not _retryable(status):
                 return ids
         self._pending.append(pending)
-        await self._save()
+        await self._journal(_Entry(add=pending))
         self._wake.set()
         return []
 
@@ -236,12 +245,17 @@ class GatewayLink:
                     continue
                 delay = self.retry_base_s
                 del self._pending[:count]
-                await self._save()
+                if self._pending:
+                    await self._journal(_Entry(drop=count))
+                else:  # all taken: the journal starts over, empty
+                    await asyncio.to_thread(_write_atomically, self.queue_path, b"")
             self._wake.clear()
 
-    async def _save(self) -> None:
-        data = msgspec.json.encode(self._pending)
-        await asyncio.to_thread(_write_atomically, self.queue_path, data)
+    async def _journal(self, entry: _Entry) -> None:
+        """Append one line to the queue's journal, durably: one small write per webhook that
+        waits or leaves, rather than the whole queue rewritten each time (which grew with the
+        square of a backlog)."""
+        await asyncio.to_thread(_append_durably, self.queue_path, _line(entry))
 
     async def close(self) -> None:
         if self._task is not None:
@@ -270,11 +284,38 @@ def _retryable(status: int) -> bool:
     return status == 429 or status >= 500
 
 
-def _load_queue(path: Path) -> list[_Pending]:
+def _line(entry: _Entry) -> bytes:
+    return msgspec.json.encode(entry) + b"\n"
+
+
+def read_queue(path: Path) -> list[_Pending]:
+    """The webhooks waiting in the journal at `path`, oldest first (its lines replayed)."""
     try:
-        return msgspec.json.decode(path.read_bytes(), type=list[_Pending])
+        data = path.read_bytes()
     except FileNotFoundError:
         return []
+    pending: list[_Pending] = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = msgspec.json.decode(line, type=_Entry)
+        except msgspec.DecodeError:
+            break  # a line torn by a crash while it was appended: it was never acknowledged
+        if entry.add is not None:
+            pending.append(entry.add)
+        else:
+            del pending[: entry.drop]
+    return pending
+
+
+def _append_durably(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

@@ -4,7 +4,6 @@ and what each side refuses (signatures, consent, malformed bodies)."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -19,6 +18,7 @@ from gateway.app import create_app
 from gateway.config import Config, ConfigError, HttpPlatformConfig, load_config
 from gateway.http.sandbox_server import LINK, create_sandbox_app
 from gateway.platforms.ingress import key_claim_message
+from gateway.platforms.sandbox_link import read_queue
 from tests.conftest import admin_headers, make_config
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, events_of, eventually, inbox, sandbox_user
@@ -188,8 +188,8 @@ async def test_webhooks_wait_in_the_data_dir_while_the_gateway_is_away(
         await sandbox_user(linked.sandbox, "instagram", user, consent=["acme"])
     assert link.pending == 3
     # The consent webhooks, kept in the data dir until the gateway takes them.
-    queued = json.loads((tmp_path / "sandbox" / "sandbox-webhook-queue.json").read_bytes())
-    docs = [json.loads(base64.b64decode(item["body"])) for item in queued]
+    queued = read_queue(tmp_path / "sandbox" / "sandbox-webhook-queue.jsonl")
+    docs = [json.loads(item.body) for item in queued]
     assert [(d["object"], d["entry"][0]["user"]) for d in docs] == [("consent", u) for u in users]
     link.gateway_url = str(linked.gateway.make_url("")).rstrip("/")
 
@@ -232,3 +232,21 @@ async def test_a_webhook_refused_for_its_signature_is_an_error_not_a_silent_loss
     assert "refused" in (await response.json())["detail"]
     assert link.pending == 0
     assert await events_of(linked.gateway, "acme", "consent") == []
+
+
+def test_the_webhook_queue_journal_replays_adds_and_drops_and_ignores_a_torn_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "queue.jsonl"
+    path.write_bytes(
+        b'{"add":{"service":"whatsapp","body":"YQ=="}}\n'
+        b'{"add":{"service":"instagram","body":"Yg=="}}\n'
+        b'{"add":{"service":"whatsapp","body":"Yw=="}}\n'
+        b'{"drop":2}\n'
+        b'{"add":{"service":"messenger","body":"ZA=="}}\n'
+        b'{"add":{"service":"wha'  # torn by a crash while it was appended
+    )
+    assert [(p.service, p.body) for p in read_queue(path)] == [
+        ("whatsapp", b"c"), ("messenger", b"d"),
+    ]  # fmt: skip
+    assert read_queue(tmp_path / "missing.jsonl") == []
