@@ -79,6 +79,10 @@ GROUP_ITEMS = Counter(
     "Group messages and room key shares accepted by hub service and kind",
     ["service", "kind"],
 )
+GROUPS = Gauge("gateway_groups", "Groups with at least one member (database state)")
+GROUP_MEMBERS = Gauge(
+    "gateway_group_members", "Current memberships over every group (database state)"
+)
 GROUP_FANOUT = Counter(
     "gateway_group_fanout_total",
     "Delivery jobs created by group fan-out by hub service, kind and target",

@@ -18,6 +18,7 @@ from gateway import metrics
 from gateway.clock import now_ms
 from gateway.service.periodic import Periodic
 from gateway.store import Store, events, stats
+from gateway.store import groups as groups_store
 from gateway.store import transparency as kt_store
 from gateway.store.stats import existing_tables
 
@@ -73,6 +74,12 @@ async def _key_transparency(store: Store, now_ms: int) -> None:
     metrics.KT_HEAD_AGE.set(_age_s(now_ms, None if head is None else head.timestamp))
 
 
+async def _groups(store: Store, now_ms: int) -> None:
+    n_groups, n_members = await groups_store.totals(store)
+    metrics.GROUPS.set(n_groups)
+    metrics.GROUP_MEMBERS.set(n_members)
+
+
 @dataclass(frozen=True)
 class Probe:
     """Sets some gauges from the tables it names; skipped while any of them is missing."""
@@ -95,6 +102,7 @@ def default_probes(chain_id: str) -> tuple[Probe, ...]:
         Probe("audit", frozenset({"audit_checkpoints"}), _audit(chain_id)),
         Probe("interop_requests", frozenset({"interop_requests"}), _interop_requests),
         Probe("key_transparency", frozenset({"kt_tree", "kt_heads"}), _key_transparency),
+        Probe("groups", frozenset({"group_members"}), _groups),
     )
 
 

@@ -165,3 +165,11 @@ async def session_of(db: Reader, group: str, session_id: str) -> tuple[str, int]
 async def exists(db: Reader, uri: str) -> bool:
     """Whether the group `uri` exists."""
     return await db.fetchrow("SELECT 1 FROM groups WHERE uri = $1", uri) is not None
+
+
+async def totals(db: Reader) -> tuple[int, int]:
+    """(groups with at least one member, current memberships) over every group."""
+    row = await db.fetchrow(
+        "SELECT COUNT(DISTINCT group_uri) AS n_groups, COUNT(*) AS n_members FROM group_members"
+    )
+    return (0, 0) if row is None else (int(row["n_groups"]), int(row["n_members"]))

@@ -66,8 +66,9 @@ async def test_create_read_and_idempotent_retry(client: Any) -> None:
 
 
 async def test_a_group_is_invisible_to_providers_without_a_member(client: Any) -> None:
-    _alice, _bob, _w1, _w2, group = await _group(client)
+    _alice, bob, _w1, _w2, group = await _group(client)
     outsider = GroupUser(client, "initech", "eve")
+    await outsider.publish_keys()
     seen = await outsider.state(group)
     missing = await outsider.state("mimi://whatsapp/g/doesnotexist")
     assert seen.status == missing.status == 404
@@ -75,14 +76,32 @@ async def test_a_group_is_invisible_to_providers_without_a_member(client: Any) -
     for problem in (body, other):
         problem.pop("instance", None), problem.pop("request_id", None)
     assert body == other
-    # Nor may it act in it.
-    assert (await outsider.add(group, [outsider.uri])).status == 404
-    sent = await client.post(
-        f"/v1/groups/{gid(group)}/messages",
-        json={"id": "x", "from": outsider.uri, "sent_at": 1, "content": {}},
-        headers=outsider.headers,
-    )
-    assert sent.status == 404
+    # Every other group route answers it the same 404, and changes nothing.
+    path = f"/v1/groups/{gid(group)}"
+    encrypted = {"protocol": "megolm.v1", "session_id": "s", "body": "AAAA", "sender_key": "k"}
+    olm = {"protocol": "olm.v1", "type": 0, "body": "AAAA", "sender_key": "k"}
+    attempts = [
+        (f"{path}/members", {"by": outsider.uri, "add": [outsider.uri]}),
+        (f"{path}/members/remove", {"by": outsider.uri, "remove": [bob.uri]}),
+        (f"{path}/keys", {"from": outsider.uri, "session_id": "s",
+                          "shares": [{"to": bob.uri, "encrypted": olm}]}),
+        (f"{path}/messages", {"id": "x", "from": outsider.uri, "sent_at": 1,
+                              "encrypted": encrypted}),
+    ]  # fmt: skip
+    for url, payload in attempts:
+        answer = await client.post(url, json=payload, headers=outsider.headers)
+        assert answer.status == 404, (url, await answer.text())
+        assert (await answer.json())["type"] == "/problems/not-found"
+    octets = {**outsider.headers, "Content-Type": "application/octet-stream"}
+    media = await client.post("/v1/media", params={"to": group}, data=b"x", headers=octets)
+    assert media.status == 404
+    stored = await groups_store.group_state(client.app[STORE], group)
+    assert stored is not None and stored.epoch == 0 and outsider.uri not in stored.members
+    assert await events_of(client, "globex", "room_key") == []
+    assert [e["epoch"] for e in await events_of(client, "globex", "group_membership")] == [0]
+    # Nor can it reach a member's keys through the group.
+    keys = await client.get("/v1/keys", params={"user": bob.uri}, headers=outsider.headers)
+    assert keys.status == 404
 
 
 async def test_consent_refusal_looks_like_nobody_and_changes_nothing(client: Any) -> None:
