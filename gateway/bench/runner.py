@@ -31,6 +31,7 @@ import msgspec
 from gateway.bench import loadgen, observe, wrk
 from gateway.bench.procs import Server, available_cpus, free_port, pin_self
 from gateway.bench.provision import Conversations, Provider, create_users, onboard, templates
+from gateway.store.postgres import create_scratch_schema, drop_scratch_schema
 
 # Provider limits high enough that the load generator, not the limiter, sets the pace; the
 # limiter still runs on every request.
@@ -387,29 +388,15 @@ async def _target(
     return Target(name, server, provider, await templates(session, provider))
 
 
-async def _postgres_schema(url: str, drop: str | None = None) -> str:
-    """A fresh schema on the server at `url` (or drop `drop`); the URL that selects it."""
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        if drop is not None:
-            await conn.execute(f"DROP SCHEMA IF EXISTS {drop} CASCADE")
-            return drop
-        schema = f"bench_{uuid.uuid4().hex[:12]}"
-        await conn.execute(f"CREATE SCHEMA {schema}")
-    finally:
-        await conn.close()
-    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
-
-
 async def run(options: Options) -> dict[str, Any]:
     """Run the whole benchmark; the report as a JSON-ready dict."""
     server_cpu, client_cpu = cpus(options)
     use_wrk = options.tool == "wrk" or (options.tool == "auto" and wrk.available() is not None)
     pin_self(client_cpu)
     admin_token = secrets.token_urlsafe(24)
-    schema_url = await _postgres_schema(options.postgres) if options.postgres else None
+    schema_url = (
+        await create_scratch_schema(options.postgres, "bench") if options.postgres else None
+    )
     with tempfile.TemporaryDirectory(prefix="dma-bench-") as tmp:
         data = Path(tmp)
         base_port = free_port()
@@ -471,7 +458,7 @@ async def run(options: Options) -> dict[str, Any]:
             for sandbox in sandboxes.values():
                 sandbox.stop()
             if schema_url is not None and options.postgres:
-                await _postgres_schema(options.postgres, drop=schema_url.rsplit("=", 1)[1])
+                await drop_scratch_schema(options.postgres, schema_url)
         report["gateway_exit_code"] = exit_codes[0]
         report["exit_codes"] = {s.name: code for s, code in zip(servers, exit_codes, strict=True)}
         report["targets"] = _targets(report)

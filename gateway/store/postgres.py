@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -369,3 +370,27 @@ async def migrate_postgres(conn: asyncpg.Connection, *, apply: bool = True) -> N
             log.info("migration_applied", version=migration.version, name=migration.name)
     finally:
         await conn.execute(f"SELECT pg_advisory_unlock{lock}", MIGRATION_LOCK)
+
+
+async def create_scratch_schema(url: str, prefix: str) -> str:
+    """Make an empty schema `<prefix>_<random>` on the server at `url` (a benchmark's, or a
+    test's); the URL that selects it (`search_path`)."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+    finally:
+        await conn.close()
+    return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
+
+
+async def drop_scratch_schema(url: str, schema_url: str) -> None:
+    """Drop the schema `create_scratch_schema` made (named by the URL it returned)."""
+    schema = schema_url.rsplit("search_path=", 1)[1]
+    if not schema.replace("_", "").isalnum():
+        raise ValueError("not a scratch schema")
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    finally:
+        await conn.close()
