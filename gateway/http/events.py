@@ -39,8 +39,6 @@ T = TypeVar("T")
 MAX_LIMIT = 500
 MAX_WAIT_S = 30.0
 WS_WAIT_S = 20.0
-# How often a socket's guard looks at its token's expiry (a re-authentication moves it).
-EXPIRY_CHECK_S = 5.0
 _CLOSE_REASONS = {
     CLOSE_SUSPENDED: b"provider suspended",
     CLOSE_TOKEN_EXPIRED: b"access token expired",
@@ -124,6 +122,8 @@ class _Socket:
         self.stream = stream
         self.expires = expires
         self.ws = web.WebSocketResponse(heartbeat=30.0)
+        self._timer: asyncio.TimerHandle | None = None
+        self._closing: asyncio.Task[bool] | None = None
 
     async def handle(self, text: str) -> None:
         """Answer one client message: an ack or a re-authentication."""
@@ -167,20 +167,36 @@ class _Socket:
         self.expires = expires
         await self.ws.send_json({"auth": "ok", "expires_at": expires})
 
-    async def guard(self) -> None:
-        """Close the socket when its stream is ended or its token expires."""
-        while not self.ws.closed:
-            remaining = self.expires - time.time()
-            if remaining <= 0:
-                self.stream.end(CLOSE_TOKEN_EXPIRED)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self.stream.ended.wait(), max(0.0, min(remaining, EXPIRY_CHECK_S))
-                )
-            if self.stream.ended.is_set():
-                code = self.stream.close_code
-                await self.ws.close(code=code, message=_CLOSE_REASONS.get(code, b""))
-                return
+    def watch(self) -> None:
+        """Close the socket when its stream ends (suspension, another provider's token) or its
+        token expires: a timer and a callback, no task waiting while the socket is idle."""
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(max(0.0, self.expires - time.time()), self._expiry)
+        self.stream.on_end = self._ended
+        if self.stream.ended.is_set():
+            self._ended()
+
+    def _expiry(self) -> None:
+        remaining = self.expires - time.time()
+        if remaining > 0:  # renewed meanwhile by {"auth": ...}
+            self._timer = asyncio.get_running_loop().call_later(remaining, self._expiry)
+            return
+        self.stream.end(CLOSE_TOKEN_EXPIRED)
+
+    def _ended(self) -> None:
+        if self._closing is None:
+            code = self.stream.close_code
+            close = self.ws.close(code=code, message=_CLOSE_REASONS.get(code, b""))
+            self._closing = asyncio.get_running_loop().create_task(close)
+
+    async def unwatch(self) -> None:
+        """Stop the timer and the callback; wait for a close under way."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self.stream.on_end = None
+        if self._closing is not None:
+            with contextlib.suppress(Exception):
+                await self._closing
 
 
 @routes.get("/v1/events/ws")
@@ -200,21 +216,17 @@ async def stream(request: web.Request) -> web.StreamResponse:
         socket = _Socket(request, client_id, registered, expires)
         ws = socket.ws
         await ws.prepare(request)
-        loop = asyncio.get_running_loop()
-        tasks = [
-            loop.create_task(_send_pages(ws, queue, client_id)),
-            loop.create_task(socket.guard()),
-        ]
+        sender = asyncio.get_running_loop().create_task(_send_pages(ws, queue, client_id))
+        socket.watch()
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await socket.handle(msg.data)
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+            await socket.unwatch()
     return ws
 
 

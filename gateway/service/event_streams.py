@@ -32,18 +32,22 @@ ProviderState = Callable[[str], Awaitable[str | None]]
 
 
 class Stream:
-    """One open stream: `ended` is set, with `close_code`, when it must stop."""
+    """One open stream: `ended` is set, with `close_code`, when it must stop; `on_end`, if
+    set, is called then (a socket closes itself without a task waiting on `ended`)."""
 
-    __slots__ = ("close_code", "ended")
+    __slots__ = ("close_code", "ended", "on_end")
 
     def __init__(self) -> None:
         self.ended = asyncio.Event()
         self.close_code = 0
+        self.on_end: Callable[[], None] | None = None
 
     def end(self, close_code: int) -> None:
         if not self.ended.is_set():
             self.close_code = close_code
             self.ended.set()
+            if self.on_end is not None:
+                self.on_end()
 
 
 class EventStreams:
