@@ -36,6 +36,7 @@ from gateway.sdk.events import Event, GroupChange, Message, Notice, Receipt, Typ
 from gateway.sdk.groups import GroupCrypto
 from gateway.sdk.state import SdkState
 from gateway.sdk.transparency import TransparencyChecker
+from gateway.translate.groups import parse_group_uri
 
 DEFAULT_ONE_TIME_KEYS = 50
 RATE_LIMIT_RETRIES = 3
@@ -541,5 +542,5 @@ def _group_id(group: str) -> str:
 
 def _hub_of(uri: str) -> str | None:
     """The hub service of a group URI, else None."""
-    service, sep, rest = uri.removeprefix("mimi://").partition("/g/")
-    return service if uri.startswith("mimi://") and sep and rest else None
+    parsed = parse_group_uri(uri)
+    return None if parsed is None else parsed[0]

@@ -103,11 +103,6 @@ class Actor:
     platform: bool
 
 
-def group_id_of(uri: str) -> str:
-    """The `<group_id>` of `mimi://<service>/g/<group_id>`."""
-    return uri.rpartition("/g/")[2]
-
-
 class GroupService:
     """Group rooms and their traffic; implements the platforms' `GroupSink` too."""
 

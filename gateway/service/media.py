@@ -30,6 +30,7 @@ from gateway.store import keys as key_store
 from gateway.store import media as media_store
 from gateway.store.blobs import BlobStore, BlobTooLarge
 from gateway.store.media import MediaRecord
+from gateway.translate.groups import parse_group_uri
 from gateway.translate.limits import LIMITS
 from gateway.uris import parse_user_uri
 
@@ -284,7 +285,5 @@ class MediaService:
 
 def _hub_of(uri: str) -> str | None:
     """The hub service of a group URI `mimi://<service>/g/<id>`, else None."""
-    service, sep, group_id = uri.removeprefix("mimi://").partition("/g/")
-    if uri.startswith("mimi://") and sep and group_id and "/" not in group_id:
-        return service
-    return None
+    parsed = parse_group_uri(uri)
+    return None if parsed is None else parsed[0]

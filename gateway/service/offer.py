@@ -11,13 +11,15 @@ E2EE_PROTOCOLS = ["olm.v1"]
 GROUP_E2EE_PROTOCOLS = ["megolm.v1"]
 # How platform members see group traffic (DESIGN §4.10): WhatsApp publishes group webhooks;
 # Messenger and Instagram publish none, so their 1:1 envelopes carry a GROUP `thread`.
+_THREAD_EXTENSION = (
+    "not published by the service: the 1:1 messaging envelope extended with "
+    'thread {id, thread_type: "GROUP"} (a gateway extension)'
+)
 GROUP_ENVELOPES = {
     "whatsapp": "WhatsApp Cloud API group webhooks: messages with group_id, "
     "group_participants_update",
-    "messenger": "not published by the service: the 1:1 messaging envelope extended with "
-    'thread {id, thread_type: "GROUP"} (a gateway extension)',
-    "instagram": "not published by the service: the 1:1 messaging envelope extended with "
-    'thread {id, thread_type: "GROUP"} (a gateway extension)',
+    "messenger": _THREAD_EXTENSION,
+    "instagram": _THREAD_EXTENSION,
 }
 
 

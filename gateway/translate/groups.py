@@ -69,13 +69,21 @@ def group_uri(service: str, group_id: str) -> str:
     return f"mimi://{service}/g/{group_id}"
 
 
-def split_group_uri(uri: str, field: str = "group") -> tuple[str, str]:
-    """(service, native group id) of a group URI."""
+def parse_group_uri(uri: str) -> tuple[str, str] | None:
+    """(authority, group id) of anything shaped `mimi://<authority>/g/<id>`, else None."""
     if uri.startswith("mimi://"):
         service, sep, gid = uri[7:].partition("/g/")
-        if sep and service in GROUP_SERVICES and gid and "/" not in gid:
+        if sep and gid and "/" not in gid:
             return service, gid
-    raise TranslationError(field, "expected a group URI mimi://<service>/g/<id>")
+    return None
+
+
+def split_group_uri(uri: str, field: str = "group") -> tuple[str, str]:
+    """(service, native group id) of a group URI of one of the three services."""
+    parsed = parse_group_uri(uri)
+    if parsed is None or parsed[0] not in GROUP_SERVICES:
+        raise TranslationError(field, "expected a group URI mimi://<service>/g/<id>")
+    return parsed
 
 
 # -- WhatsApp -----------------------------------------------------------------------------

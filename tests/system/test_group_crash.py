@@ -23,27 +23,11 @@ import msgspec
 from gateway.crypto import OlmParty
 from tests.conftest import admin_headers
 from tests.onboarding_helpers import onboard
-from tests.system.test_replicas import MARK, PUBLIC_URL, Replica, mimi_text
+from tests.system.test_replicas import MARK, PUBLIC_URL, Replica, mimi_text, post_somewhere
 from tests.system.test_restart import LiveClient
 
 MESSAGES = 30
 PLATFORM_MEMBERS = 48
-
-
-async def post_somewhere(
-    sessions: list[aiohttp.ClientSession], first: int, path: str, body: object, headers: object
-) -> int:
-    """POST to replica `first`; on a dead replica, the same request to the other."""
-    for attempt in range(8):
-        session = sessions[(first + attempt) % len(sessions)]
-        try:
-            async with session.post(path, json=body, headers=headers) as response:
-                if response.status != 503:
-                    return response.status
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.1)
-    return 0
 
 
 async def test_a_group_of_50_survives_a_killed_replica(tmp_path: Path, postgres_url: str) -> None:
@@ -93,7 +77,9 @@ async def test_a_group_of_50_survives_a_killed_replica(tmp_path: Path, postgres_
             for n in range(MESSAGES):
                 body = {"id": f"g{n}", "from": sender, "sent_at": int(time.time() * 1000),
                         "content": mimi_text(f"msg-{n}")}  # fmt: skip
-                status = await post_somewhere(sessions, n % 2, path, body, acme.headers())
+                status = await post_somewhere(
+                    sessions, n % 2, body, acme.headers(), path=path, attempts=8
+                )
                 statuses[body["id"]] = status
                 if 200 <= status < 300:
                     sent.append(f"msg-{n}")

@@ -118,13 +118,19 @@ class Sender:
 
 
 async def post_somewhere(
-    sessions: list[aiohttp.ClientSession], first: int, body: dict[str, Any], headers: Any
+    sessions: list[aiohttp.ClientSession],
+    first: int,
+    body: dict[str, Any],
+    headers: Any,
+    *,
+    path: str = "/v1/messages",
+    attempts: int = 6,
 ) -> int:
     """POST to replica `first`; on a dead replica, the same message (same id) to the other."""
-    for attempt in range(6):
+    for attempt in range(attempts):
         session = sessions[(first + attempt) % len(sessions)]
         try:
-            async with session.post("/v1/messages", json=body, headers=headers) as response:
+            async with session.post(path, json=body, headers=headers) as response:
                 if response.status != 503:
                     return response.status
         except aiohttp.ClientError:
