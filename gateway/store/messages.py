@@ -46,16 +46,27 @@ async def find_by_key(db: Reader, client_id: str, client_msg_id: str) -> KnownMe
     return None if row is None else KnownMessage(id=str(row["id"]), digest=str(row["digest"]))
 
 
-async def add_outbound(tx: Tx, envelope: Envelope, payload: str, at: int) -> None:
-    """Record a provider's message to a platform user, `accepted` with its sealed payload."""
+async def add_outbound(tx: Tx, envelope: Envelope, payload: str, at: int) -> KnownMessage | None:
+    """Record a provider's message to a platform user, `accepted` with its sealed payload.
+
+    None when recorded; when its idempotency key is already used, nothing is written and the
+    message that holds the key is returned (one statement on the usual path, not a look-up
+    and an insert).
+    """
     e = envelope
-    await tx.execute(
+    added = await tx.execute(
         "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, kind, "
         "service, sender, recipient, sent_at, accepted_at, size, status, payload) "
-        "VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, $8, $9, $10, $11, 'accepted', $12)",
+        "VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, $8, $9, $10, $11, 'accepted', $12) "
+        "ON CONFLICT (client_id, client_msg_id) DO NOTHING",
         e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
         e.sent_at, at, e.size, payload,
     )  # fmt: skip
+    if added:
+        return None
+    known = await find_by_key(tx, e.client_id, e.client_msg_id)
+    assert known is not None, "the insert met this key, in this transaction"
+    return known
 
 
 async def add_group_item(tx: Tx, envelope: Envelope, payload: str | None, at: int) -> None:

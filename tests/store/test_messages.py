@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from gateway.store import INTEGRITY_ERRORS, Store, Tx, messages, open_store
+from gateway.store import Store, Tx, messages, open_store
 from gateway.store.messages import Envelope, KnownMessage
 
 ENVELOPE = Envelope(
@@ -46,17 +46,20 @@ async def test_an_outbound_message_is_found_by_its_key_and_keeps_its_payload(
 
 
 async def test_a_key_is_used_once_per_provider(store: Store) -> None:
-    async def add(tx: Tx) -> None:
-        await messages.add_outbound(tx, ENVELOPE, "p", 1000)
+    assert (
+        await store.write("add", lambda tx: messages.add_outbound(tx, ENVELOPE, "p", 1000)) is None
+    )
+    again = msgspec.structs.replace(ENVELOPE, id="gw_2", digest="d2")
 
-    await store.write("add", add)
-    again = msgspec.structs.replace(ENVELOPE, id="gw_2")
+    async def add_again(tx: Tx) -> KnownMessage | None:
+        return await messages.add_outbound(tx, again, "p2", 1001)
 
-    async def add_again(tx: Tx) -> None:
-        await messages.add_outbound(tx, again, "p", 1001)
-
-    with pytest.raises(INTEGRITY_ERRORS):
-        await store.write("add_again", add_again)
+    # The second use of the key writes nothing and names the message that holds it.
+    assert await store.write("add_again", add_again) == KnownMessage(id="gw_1", digest="d1")
+    assert await store.fetchrow("SELECT id FROM relay_messages WHERE id = 'gw_2'") is None
+    assert (await row_of(store, "gw_1"))["payload"] == "p"
+    other = msgspec.structs.replace(ENVELOPE, id="gw_3", client_id="other")
+    assert await store.write("other", lambda tx: messages.add_outbound(tx, other, "p", 1)) is None
 
 
 async def test_an_inbound_message_is_delivered_without_a_payload(store: Store) -> None:
