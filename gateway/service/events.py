@@ -53,14 +53,28 @@ class EventQueue:
         self.listeners: list[Callable[[str], None]] = []
 
     async def append_in(self, tx: Tx, client_id: str, event: Event | dict[str, Any]) -> None:
-        """Append inside a write unit: the event commits (and wakes readers) with its cause."""
+        """Append inside a write unit: the event commits (and wakes readers) with its cause.
+
+        It is numbered when the unit's group-commit batch ends (`Tx.defer`), after every unit
+        of the batch ran: a unit does not read back the events it appends.
+        """
         body = _encoder.encode(event)
         type_ = str(
             event["type"] if isinstance(event, dict) else type(event).__struct_config__.tag
         )
-        await stored.append_event(tx, client_id, type_, body.decode(), now_ms())
+        tx.defer(self._flush, (client_id, stored.NewEvent(type_, body.decode(), now_ms())))
         tx.on_commit(lambda: self._notify(client_id))
         tx.notify(TOPIC, client_id)
+
+    async def _flush(self, tx: Tx, items: list[tuple[str, stored.NewEvent]]) -> None:
+        """Number and insert a group-commit batch's events: per provider, one counter update
+        and one multi-row insert, in the order the batch's units appended them."""
+        per_provider: dict[str, list[stored.NewEvent]] = {}
+        for client_id, event in items:
+            per_provider.setdefault(client_id, []).append(event)
+        # In client id order: two replicas' batches take the counters' row locks in one order.
+        for client_id in sorted(per_provider):
+            await stored.append_events(tx, client_id, per_provider[client_id])
 
     async def append(self, client_id: str, event: Event | dict[str, Any]) -> None:
         """Append in a write unit of its own; return once durable."""

@@ -105,6 +105,11 @@ async def insert_record(tx: Tx, values: Sequence[Any]) -> None:
     await tx.execute(INSERT_RECORD_SQL, *values)
 
 
+async def insert_records(tx: Tx, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert record rows (each as in `insert_record`) in one multi-row statement."""
+    await tx.executemany(INSERT_RECORD_SQL, rows)
+
+
 async def chain_heads(db: Reader) -> dict[str, int]:
     """The last seq of every chain, by chain id (in chain id order)."""
     return {row["chain_id"]: row["last"] for row in await db.fetch(HEADS_SQL)}

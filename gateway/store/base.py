@@ -78,6 +78,17 @@ class Tx(Protocol):
         """Call `callback` once this unit is durable (never if it is rolled back)."""
         ...
 
+    def defer(self, flush: BatchFlush, item: Any) -> None:
+        """Hand `item` to `flush`, run once per group-commit batch with the items of all its
+        units, in unit order, after the last unit and before the COMMIT.
+
+        Items of a unit rolled back to its savepoint are dropped with it. For rows that every
+        unit appends to one sequence (the audit chain): one head read and one multi-row insert
+        per batch instead of both per unit. A flush that raises fails the whole batch: no unit
+        of it commits. Outside a write (in `Store.read`) there is no batch: it raises.
+        """
+        ...
+
     def notify(self, topic: str, payload: str = "") -> None:
         """Tell other processes on this database, once this unit commits (see Store.subscribe).
 
@@ -89,6 +100,8 @@ class Tx(Protocol):
 
 
 WriteUnit = Callable[[Tx], Awaitable[T]]
+# Run by the writer once per batch (Tx.defer): the batch's transaction and the deferred items.
+BatchFlush = Callable[[Tx, list[Any]], Awaitable[None]]
 
 
 class Store(Protocol):

@@ -9,13 +9,15 @@ replica) commit in number order, so a reader never sees number n+1 before n.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from gateway.store.base import Reader, Tx
 
-_NEXT_SEQ = (
-    "INSERT INTO provider_event_seqs (client_id, last) VALUES ($1, 1) "
-    "ON CONFLICT (client_id) DO UPDATE SET last = provider_event_seqs.last + 1 "
+_ADVANCE_SEQ = (
+    "INSERT INTO provider_event_seqs (client_id, last) VALUES ($1, $2) "
+    "ON CONFLICT (client_id) DO UPDATE SET last = provider_event_seqs.last + $2 "
     "RETURNING last"
 )
 _APPEND = (
@@ -39,11 +41,25 @@ class StoredEvent:
     body: str
 
 
-async def append_event(tx: Tx, client_id: str, type_: str, body: str, at: int) -> int:
-    """Queue an event for `client_id`; return its number in that provider's sequence."""
-    seq = int(await tx.fetchval(_NEXT_SEQ, client_id))
-    await tx.execute(_APPEND, client_id, seq, type_, body, at)
-    return seq
+class NewEvent(NamedTuple):
+    """An event to queue: its type, its JSON body and when it was made."""
+
+    type: str
+    body: str
+    at: int
+
+
+async def append_events(tx: Tx, client_id: str, events: Sequence[NewEvent]) -> int:
+    """Queue `events` for `client_id`, numbered on in order (one counter update, one multi-row
+    insert); return the number of the last (0 when `events` is empty)."""
+    if not events:
+        return 0
+    last = int(await tx.fetchval(_ADVANCE_SEQ, client_id, len(events)))
+    first = last - len(events) + 1
+    await tx.executemany(
+        _APPEND, [(client_id, first + i, e.type, e.body, e.at) for i, e in enumerate(events)]
+    )
+    return last
 
 
 async def events_after(db: Reader, client_id: str, after: int, limit: int) -> list[StoredEvent]:

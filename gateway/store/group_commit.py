@@ -15,7 +15,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from gateway import metrics
-from gateway.store.base import StoreError, WriteUnit
+from gateway.store.base import BatchFlush, StoreError, Tx, WriteUnit
 
 log = structlog.get_logger(__name__)
 
@@ -33,11 +33,48 @@ class Pending:
         self.future = future
 
 
+class UnitState:
+    """What a backend's Tx keeps of its unit: on-commit callbacks and deferred batch items."""
+
+    __slots__ = ("_callbacks", "_deferred")
+
+    def __init__(self, *, in_write: bool = True) -> None:
+        self._callbacks: list[Callable[[], None]] = []
+        # None outside a write: a read has no batch to defer to.
+        self._deferred: list[tuple[BatchFlush, Any]] | None = [] if in_write else None
+
+    def on_commit(self, callback: Callable[[], None]) -> None:
+        self._callbacks.append(callback)
+
+    def defer(self, flush: BatchFlush, item: Any) -> None:
+        if self._deferred is None:
+            raise StoreError("only a write unit can defer work to its batch")
+        self._deferred.append((flush, item))
+
+
 class _CommittedTx(Protocol):
     _callbacks: list[Callable[[], None]]
 
 
 Outcome = tuple[Pending, Any, BaseException | None, Any]
+
+
+async def flush_deferred(tx: Tx, outcomes: Sequence[Outcome]) -> bool:
+    """Run each flush once with the deferred items of the batch's units that stand, in unit
+    order (Tx.defer); return whether there was anything to flush."""
+    pending: dict[BatchFlush, list[Any]] = {}
+    for _, _, error, unit_tx in outcomes:
+        if error is None and unit_tx._deferred:
+            for flush, item in unit_tx._deferred:
+                pending.setdefault(flush, []).append(item)
+    for flush, items in pending.items():
+        await flush(tx, items)
+    return bool(pending)
+
+
+def has_deferred(outcomes: Sequence[Outcome]) -> bool:
+    """Whether any standing unit of the batch deferred work to it."""
+    return any(error is None and tx._deferred for _, _, error, tx in outcomes)
 
 
 class GroupCommitWriter:

@@ -43,7 +43,13 @@ import asyncpg
 import structlog
 
 from gateway.store.base import Row, StoreError, WriteUnit
-from gateway.store.group_commit import GroupCommitWriter, Pending
+from gateway.store.group_commit import (
+    GroupCommitWriter,
+    Pending,
+    UnitState,
+    flush_deferred,
+    has_deferred,
+)
 from gateway.store.migrate import check_not_newer, load_migrations, split_statements
 from gateway.store.pg_session import Callback, ReplicaSession, channel_name
 
@@ -80,16 +86,16 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-class PostgresTx:
+class PostgresTx(UnitState):
     """A unit's handle on its pooled connection, inside its transaction."""
 
-    __slots__ = ("_callbacks", "_conn", "_notices")
+    __slots__ = ("_conn", "_notices")
 
     dialect = "postgres"
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: asyncpg.Connection, *, in_write: bool = True) -> None:
+        super().__init__(in_write=in_write)
         self._conn = conn
-        self._callbacks: list[Callable[[], None]] = []
         self._notices: list[tuple[str, str]] = []
 
     async def execute(self, sql: str, *args: Any) -> int:
@@ -108,9 +114,6 @@ class PostgresTx:
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         return await self._conn.fetchval(sql, *args)
-
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        self._callbacks.append(callback)
 
     def notify(self, topic: str, payload: str = "") -> None:
         self._notices.append((topic, payload))
@@ -244,7 +247,14 @@ class PostgresStore(GroupCommitWriter):
             await conn.execute("ROLLBACK")  # every unit was cancelled before it ran
             return
         # NOTIFY is transactional: sent with the COMMIT, in its round trip, once per batch.
-        await self._settle_last(conn, outcomes, self._notify_sql(outcomes) + "COMMIT")
+        finish = self._notify_sql(outcomes) + "COMMIT"
+        if has_deferred(outcomes):
+            await self._settle_last(conn, outcomes, "")
+            # Raising here fails the whole batch (_write_loop drops the connection).
+            await flush_deferred(PostgresTx(conn), outcomes)
+            await conn.execute(finish)
+        else:
+            await self._settle_last(conn, outcomes, finish)
         self._resolve(outcomes, started)
 
     def _notify_sql(self, outcomes: list[_Outcome]) -> str:
@@ -290,7 +300,7 @@ class PostgresStore(GroupCommitWriter):
             self._open_pool().acquire() as conn,
             conn.transaction(isolation="repeatable_read", readonly=True),
         ):
-            return await unit(PostgresTx(conn))
+            return await unit(PostgresTx(conn, in_write=False))
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         row: Row | None = await self._open_pool().fetchrow(sql, *args)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import structlog
 
 from gateway.store.base import Row, StoreError, WriteUnit
-from gateway.store.group_commit import GroupCommitWriter, Pending
+from gateway.store.group_commit import GroupCommitWriter, Pending, UnitState, flush_deferred
 from gateway.store.migrate import check_not_newer, load_migrations, split_statements
 
 T = TypeVar("T")
@@ -36,16 +36,16 @@ def to_sqlite(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
-class SqliteTx:
+class SqliteTx(UnitState):
     """A unit's handle on the writer connection (or a reader's, read only)."""
 
-    __slots__ = ("_callbacks", "_conn")
+    __slots__ = ("_conn",)
 
     dialect = "sqlite"
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, in_write: bool = True) -> None:
+        super().__init__(in_write=in_write)
         self._conn = conn
-        self._callbacks: list[Callable[[], None]] = []
 
     async def execute(self, sql: str, *args: Any) -> int:
         return self._conn.execute(to_sqlite(sql), args).rowcount
@@ -63,9 +63,6 @@ class SqliteTx:
     async def fetchval(self, sql: str, *args: Any) -> Any:
         row = self._conn.execute(to_sqlite(sql), args).fetchone()
         return None if row is None else row[0]
-
-    def on_commit(self, callback: Callable[[], None]) -> None:
-        self._callbacks.append(callback)
 
     def notify(self, topic: str, payload: str = "") -> None:
         pass  # one process: nobody else to tell
@@ -152,6 +149,8 @@ class SqliteStore(GroupCommitWriter):
             else:
                 conn.execute("RELEASE unit")
                 outcomes.append((item, result, None, tx))
+        # Raising here fails the whole batch (_write_loop rolls it back).
+        await flush_deferred(SqliteTx(conn), outcomes)
         try:
             await asyncio.get_running_loop().run_in_executor(self._disk, conn.execute, "COMMIT")
         except sqlite3.Error as exc:
@@ -175,7 +174,7 @@ class SqliteStore(GroupCommitWriter):
         conn = self._reader_conn()
         conn.execute("BEGIN")
         try:
-            return await unit(SqliteTx(conn))
+            return await unit(SqliteTx(conn, in_write=False))
         finally:
             conn.execute("ROLLBACK")
 

@@ -20,9 +20,23 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 async def append(store: Store, client_id: str, body: str = '{"type":"typing"}') -> int:
     async def unit(tx: Tx) -> int:
-        return await stored.append_event(tx, client_id, "typing", body, 1_000)
+        return await stored.append_events(tx, client_id, [stored.NewEvent("typing", body, 1_000)])
 
     return await store.write("test_append", unit)
+
+
+async def test_events_appended_together_are_numbered_on_in_order(store: Store) -> None:
+    assert await append(store, "acme") == 1
+
+    async def several(tx: Tx) -> int:
+        events = [stored.NewEvent("typing", f'{{"n":{n}}}', 1_000 + n) for n in range(3)]
+        return await stored.append_events(tx, "acme", events)
+
+    assert await store.write("several", several) == 4
+    assert await store.write("none", lambda tx: stored.append_events(tx, "acme", [])) == 0
+    page = await stored.events_after(store, "acme", 1, 10)
+    assert [(e.seq, e.body) for e in page] == [(2, '{"n":0}'), (3, '{"n":1}'), (4, '{"n":2}')]
+    assert await stored.last_seq(store, "acme") == 4
 
 
 async def ack(store: Store, client_id: str, cursor: int) -> bool:

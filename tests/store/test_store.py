@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -85,6 +85,73 @@ async def test_on_commit_runs_only_for_committed_units(store: Store) -> None:
     with pytest.raises(KeyError):
         await store.write("bad", bad)
     assert seen == ["ok"]
+
+
+class Appends:
+    """A deferred flush that numbers what every unit of a batch appended (like the audit chain)."""
+
+    def __init__(self) -> None:
+        self.flushes: list[list[str]] = []
+
+    async def flush(self, tx: Tx, items: list[object]) -> None:
+        keys = [str(item) for item in items]
+        self.flushes.append(keys)
+        last = await tx.fetchval("SELECT count(*) FROM kv WHERE value = 'seq'")
+        await tx.executemany(
+            "INSERT INTO kv (key, value, updated_at) VALUES ($1, 'seq', $2)",
+            [(key, last + i) for i, key in enumerate(keys, start=1)],
+        )
+
+
+async def test_deferred_items_flush_once_per_batch_in_unit_order(store: Store) -> None:
+    appends = Appends()
+
+    def append(key: str, fail: bool = False) -> Callable[[Tx], Awaitable[None]]:
+        async def unit(tx: Tx) -> None:
+            await asyncio.sleep(0)  # the others queue up behind: one batch
+            tx.defer(appends.flush, key)
+            if fail:
+                raise ValueError("refused")
+
+        return unit
+
+    results = await asyncio.gather(
+        *(store.write("append", append(f"k{i}", fail=i == 3)) for i in range(8)),
+        return_exceptions=True,
+    )
+    assert isinstance(results[3], ValueError)
+    assert [r for i, r in enumerate(results) if i != 3] == [None] * 7
+    # The rolled-back unit's item is gone; the others were numbered in order, in few batches.
+    rows = await store.fetch("SELECT key, updated_at FROM kv ORDER BY updated_at")
+    assert [(r["key"], r["updated_at"]) for r in rows] == [
+        (f"k{i}", n) for n, i in enumerate([0, 1, 2, 4, 5, 6, 7], start=1)
+    ]
+    assert [key for flush in appends.flushes for key in flush] == [r["key"] for r in rows]
+    assert len(appends.flushes) < 7
+
+
+async def test_a_failing_flush_fails_its_whole_batch(store: Store) -> None:
+    async def broken(tx: Tx, items: list[object]) -> None:
+        await tx.execute("INSERT INTO kv (key, value, updated_at) VALUES ('flushed', '', 0)")
+        raise RuntimeError("flush failed")
+
+    async def unit(tx: Tx) -> None:
+        await tx.execute("INSERT INTO kv (key, value, updated_at) VALUES ('unit', '', 0)")
+        tx.defer(broken, "item")
+
+    with pytest.raises(StoreError):
+        await store.write("doomed", unit)
+    assert await store.fetchval("SELECT count(*) FROM kv") == 0
+    await put(store, "after", "1")  # the writer carries on
+    assert await store.fetchval("SELECT count(*) FROM kv") == 1
+
+
+async def test_a_read_cannot_defer(store: Store) -> None:
+    async def unit(tx: Tx) -> None:
+        tx.defer(Appends().flush, "item")
+
+    with pytest.raises(StoreError, match="only a write unit"):
+        await store.read("reads", unit)
 
 
 async def test_tx_methods_and_row_access(store: Store) -> None:

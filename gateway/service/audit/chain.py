@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 
 import msgspec
 import structlog
@@ -27,12 +28,24 @@ log = structlog.get_logger(__name__)
 
 async def append_record(tx: Tx, draft: AuditRecord) -> tuple[AuditRecord, bytes]:
     """Give `draft` the next seq of its chain, hash it onto the head and insert it."""
-    head = await audit_store.chain_head(tx, draft.chain_id)
-    seq, prev = (0, GENESIS) if head is None else (head.seq, bytes.fromhex(head.hash))
-    record = msgspec.structs.replace(draft, seq=seq + 1)
-    digest = chain_hash(prev, record)
-    await audit_store.insert_record(tx, row_values(record, digest))
+    [(record, digest)] = await append_records(tx, [draft])
     return record, digest
+
+
+async def append_records(tx: Tx, drafts: Sequence[AuditRecord]) -> list[tuple[AuditRecord, bytes]]:
+    """Chain `drafts` (all of one chain), in order, onto its head: one read, one insert."""
+    if not drafts:
+        return []
+    head = await audit_store.chain_head(tx, drafts[0].chain_id)
+    seq, prev = (0, GENESIS) if head is None else (head.seq, bytes.fromhex(head.hash))
+    chained = []
+    for draft in drafts:
+        seq += 1
+        record = msgspec.structs.replace(draft, seq=seq)
+        prev = chain_hash(prev, record)
+        chained.append((record, prev))
+    await audit_store.insert_records(tx, [row_values(r, d) for r, d in chained])
+    return chained
 
 
 async def write_checkpoint(tx: Tx, chain_id: str, signer: Signer) -> Checkpoint | None:

@@ -17,7 +17,7 @@ import structlog
 
 from gateway import metrics
 from gateway.clock import now_ms
-from gateway.service.audit.chain import append_record
+from gateway.service.audit.chain import append_records
 from gateway.service.audit.pseudonym import Pseudonymizer
 from gateway.service.audit.records import AttrValue, AuditRecord, check_attrs
 from gateway.service.principal import ANONYMOUS, Principal
@@ -101,8 +101,23 @@ class AuditContext:
         return int((end - self.started) * 1_000_000)
 
 
+class Appended:
+    """A record appended inside a write unit: chained (seq and hash) when its batch flushes."""
+
+    __slots__ = ("draft", "record")
+
+    def __init__(self, draft: AuditRecord) -> None:
+        self.draft = draft
+        self.record: AuditRecord | None = None
+
+
 class AuditLog:
-    """Appends audit records to this gateway's chain; pseudonymises subjects on the way."""
+    """Appends audit records to this gateway's chain; pseudonymises subjects on the way.
+
+    A unit's records are chained when its group-commit batch ends (`Tx.defer`): the head is
+    read once and the batch's records go in with one multi-row insert, still in the batch's
+    transaction, so they commit or roll back with the units that wrote them.
+    """
 
     def __init__(
         self,
@@ -149,12 +164,19 @@ class AuditLog:
             attrs=check_attrs(attrs or {}),
         )
 
-    async def _append(self, tx: Tx, draft: AuditRecord) -> AuditRecord:
-        record, _ = await append_record(tx, draft)
+    def _append(self, tx: Tx, draft: AuditRecord) -> Appended:
+        appended = Appended(draft)
+        tx.defer(self._flush, appended)
         tx.on_commit(metrics.AUDIT_RECORDS.inc)
         if self._on_append is not None:
             tx.on_commit(self._on_append)
-        return record
+        return appended
+
+    async def _flush(self, tx: Tx, items: list[Appended]) -> None:
+        """Chain and insert a batch's records (the writer calls this once per batch)."""
+        chained = await append_records(tx, [item.draft for item in items])
+        for item, (record, _) in zip(items, chained, strict=True):
+            item.record = record
 
     async def append_in(
         self,
@@ -165,7 +187,7 @@ class AuditLog:
         action: str | None = None,
         subjects: Iterable[str] = (),
         attrs: Mapping[str, AttrValue] | None = None,
-    ) -> AuditRecord:
+    ) -> Appended:
         """Append the request's record inside the caller's write unit (same transaction).
 
         `status` is the HTTP status the request will answer with; `subjects` are raw user URIs
@@ -181,13 +203,13 @@ class AuditLog:
             status=status,
             ctx=ctx,
         )
-        record = await self._append(tx, draft)
+        appended = self._append(tx, draft)
 
         def committed() -> None:
             ctx.committed = True
 
         tx.on_commit(committed)
-        return record
+        return appended
 
     async def event_in(
         self,
@@ -199,7 +221,7 @@ class AuditLog:
         actor: Principal | None = None,
         request_id: str | None = None,
         status: int | None = None,
-    ) -> AuditRecord:
+    ) -> Appended:
         """Append an internal event (delivery, key claim, decision, ...) inside a write unit."""
         draft = self._draft(
             action=action,
@@ -209,7 +231,7 @@ class AuditLog:
             status=status,
             request_id=request_id,
         )
-        return await self._append(tx, draft)
+        return self._append(tx, draft)
 
     async def record_event(
         self,
@@ -224,7 +246,7 @@ class AuditLog:
         """Append an internal event in a write unit of its own; return once durable."""
         subjects = list(subjects)
 
-        async def unit(tx: Tx) -> AuditRecord:
+        async def unit(tx: Tx) -> Appended:
             return await self.event_in(
                 tx,
                 action=action,
@@ -235,7 +257,7 @@ class AuditLog:
                 status=status,
             )
 
-        return await self.store.write("audit_event", unit)
+        return _committed(await self.store.write("audit_event", unit))
 
     async def record_request(
         self, ctx: AuditContext, *, status: int, action: str | None = None
@@ -244,10 +266,10 @@ class AuditLog:
         if ctx.committed:
             return None
 
-        async def unit(tx: Tx) -> AuditRecord:
+        async def unit(tx: Tx) -> Appended:
             return await self.append_in(tx, ctx, status=status, action=action)
 
-        return await self.store.write("audit_request", unit)
+        return _committed(await self.store.write("audit_request", unit))
 
     def record_request_soon(self, ctx: AuditContext, *, status: int) -> None:
         """record_request in the background, for a request whose handler was cancelled."""
@@ -263,3 +285,9 @@ class AuditLog:
     async def drain(self) -> None:
         """Wait for background records (at shutdown)."""
         await asyncio.gather(*self._pending, return_exceptions=True)
+
+
+def _committed(appended: Appended) -> AuditRecord:
+    """The chained record of a committed unit (its batch's flush gave it seq and hash)."""
+    assert appended.record is not None, "a committed unit's record is chained at its flush"
+    return appended.record
