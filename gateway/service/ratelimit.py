@@ -60,27 +60,64 @@ class SharedRateLimiter:
 
     A token bucket rather than a fixed-window counter: the same semantics as one process
     (bursts up to `burst`, then `rate_per_s`), and no double burst at a window's edge; it
-    costs a float and a timestamp per key instead of a counter. Each take is one
-    statement on a pooled connection (~one round trip), outside the group commit (see
-    `gateway.store.ratelimit`). Concurrent takes of one key queue on its row lock for
-    microseconds; different keys never meet.
+    costs a float and a timestamp per key instead of a counter. A take is one statement on a
+    pooled connection (~one round trip), outside the group commit (see
+    `gateway.store.ratelimit`).
+
+    A busy key does not pay that statement per request: one take may spend up to the tokens
+    the bucket refills in LEASE_S (at most a tenth of its burst, at most LEASE_MAX), which this
+    replica then spends locally for at most LEASE_S; what is left unspent then is dropped.
+    Every token spent anywhere was taken from the shared bucket, so replicas together never
+    exceed the limit; a replica holds at most a lease's worth that another could have used.
+    Buckets too small for a lease of two take one token at a time, as before.
     """
 
-    def __init__(self, store: Store, *, sweep_every_s: float = 600.0, idle_ms: int = 3_600_000):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sweep_every_s: float = 600.0,
+        idle_ms: int = 3_600_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._sweep_every_s = sweep_every_s
         self._idle_ms = idle_ms
-        self._swept = time.monotonic()
+        self._clock = clock
+        self._swept = clock()
+        # key -> (tokens taken from the shared bucket and not yet spent, until when)
+        self._leases: dict[str, tuple[int, float]] = {}
 
     async def take(self, key: str, bucket: BucketConfig) -> float:
-        taken = await buckets.take_token(self._store, key, bucket.burst, bucket.rate_per_s)
-        if time.monotonic() - self._swept >= self._sweep_every_s:
-            self._swept = time.monotonic()
+        now = self._clock()
+        lease = self._leases.get(key)
+        if lease is not None and lease[0] > 0 and lease[1] > now:
+            self._leases[key] = (lease[0] - 1, lease[1])
+            return 0.0
+        taken = await buckets.take_token(
+            self._store, key, bucket.burst, bucket.rate_per_s, up_to=lease_size(bucket)
+        )
+        if now - self._swept >= self._sweep_every_s:
+            self._swept = now
             # An idle bucket is full again: forgetting it changes nothing.
             await buckets.forget_idle_buckets(self._store, self._idle_ms)
+            self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
+        if taken.granted > 1:
+            self._leases[key] = (taken.granted - 1, now + LEASE_S)
+        elif lease is not None:
+            del self._leases[key]
         if taken.allowed:
             return 0.0
         return (1.0 - taken.tokens) / bucket.rate_per_s
+
+
+LEASE_S = 0.1
+LEASE_MAX = 64
+
+
+def lease_size(bucket: BucketConfig) -> int:
+    """How many tokens one shared take may spend for later local use (see SharedRateLimiter)."""
+    return max(1, int(min(LEASE_MAX, bucket.rate_per_s * LEASE_S, bucket.burst / 10)))
 
 
 def rate_limiter(store: Store) -> RateLimiter:

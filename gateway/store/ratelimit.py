@@ -13,16 +13,19 @@ from dataclasses import dataclass
 from gateway.store.base import Reader
 
 # One statement: refill by the time elapsed on the database's clock (replicas' clocks may
-# differ), spend a token if there is one, and say whether it did. A new bucket starts full.
+# differ), spend up to $4 whole tokens of those there are, and say how many it spent. A new
+# bucket starts full.
 _REFILLED = "LEAST($2, b.tokens + GREATEST(excluded.at - b.at, 0) * $3 / 1000.0)"
+_GRANTED = f"LEAST($4::float8, FLOOR({_REFILLED}))"
 _TAKE = (
     "WITH clock AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS ms) "
     "INSERT INTO rate_buckets AS b (key, tokens, at, allowed) "
-    "SELECT $1, $2 - 1, clock.ms, 1 FROM clock "
+    "SELECT $1, $2 - LEAST($4::float8, FLOOR($2)), clock.ms, LEAST($4::float8, FLOOR($2)) "
+    "FROM clock "
     "ON CONFLICT (key) DO UPDATE SET "
-    f"tokens = {_REFILLED} - CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END, "
+    f"tokens = {_REFILLED} - {_GRANTED}, "
     "at = GREATEST(b.at, excluded.at), "
-    f"allowed = CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END "
+    f"allowed = {_GRANTED}::int "
     "RETURNING tokens, allowed"
 )
 _FORGET_IDLE = (
@@ -33,10 +36,14 @@ _FORGET_IDLE = (
 
 @dataclass(frozen=True)
 class Take:
-    """The outcome of a take: whether a token was spent, and the tokens left after it."""
+    """The outcome of a take: how many tokens were spent, and the tokens left after it."""
 
-    allowed: bool
+    granted: int
     tokens: float
+
+    @property
+    def allowed(self) -> bool:
+        return self.granted > 0
 
 
 def buckets_in_database(db: Reader) -> bool:
@@ -44,11 +51,14 @@ def buckets_in_database(db: Reader) -> bool:
     return db.dialect == "postgres"
 
 
-async def take_token(db: Reader, key: str, burst: float, rate_per_s: float) -> Take:
-    """Refill bucket `key` (new: full at `burst`), then spend one token if there is one."""
-    row = await db.fetchrow(_TAKE, key, float(burst), float(rate_per_s))
+async def take_token(
+    db: Reader, key: str, burst: float, rate_per_s: float, *, up_to: int = 1
+) -> Take:
+    """Refill bucket `key` (new: full at `burst`), then spend up to `up_to` whole tokens, as
+    many as there are."""
+    row = await db.fetchrow(_TAKE, key, float(burst), float(rate_per_s), float(up_to))
     assert row is not None
-    return Take(allowed=bool(row["allowed"]), tokens=float(row["tokens"]))
+    return Take(granted=int(row["allowed"]), tokens=float(row["tokens"]))
 
 
 async def forget_idle_buckets(db: Reader, idle_ms: int) -> None:

@@ -33,3 +33,18 @@ async def test_a_bucket_spends_its_burst_then_refuses(postgres_url: str) -> None
         assert (await buckets.take_token(store, "k", 3, 0.001)).allowed
     finally:
         await store.close()
+
+
+async def test_a_take_spends_up_to_what_it_asks_for_and_what_there_is(postgres_url: str) -> None:
+    store = await open_store(postgres_url, pool_size=2)
+    try:
+        first = await buckets.take_token(store, "k", 10, 0.001, up_to=4)
+        assert (first.granted, round(first.tokens)) == (4, 6)
+        second = await buckets.take_token(store, "k", 10, 0.001, up_to=4)
+        assert (second.granted, round(second.tokens)) == (4, 2)
+        last = await buckets.take_token(store, "k", 10, 0.001, up_to=4)
+        assert last.granted == 2 and last.allowed and last.tokens < 1  # what was left
+        refused = await buckets.take_token(store, "k", 10, 0.001, up_to=4)
+        assert (refused.granted, refused.allowed) == (0, False)
+    finally:
+        await store.close()

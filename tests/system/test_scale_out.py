@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from gateway.app import create_app
-from gateway.config import Config, ConfigError, load_config
+from gateway.config import BucketConfig, Config, ConfigError, load_config
 from gateway.http.app_keys import EVENTS
-from gateway.service.ratelimit import SharedRateLimiter
+from gateway.service.ratelimit import SharedRateLimiter, lease_size
 from gateway.store import StoreError, open_store, pg_session
 from tests.conftest import admin_headers, assert_problem, make_config
 from tests.onboarding_helpers import onboard
@@ -94,6 +95,57 @@ async def test_rate_limit_buckets_are_shared_by_the_replicas(postgres_url: str) 
         assert 19.0 < wait <= 20.0
         assert await on_b.take("ip:1", limits) > 0
         assert await on_b.take("ip:2", limits) == 0.0  # another key, its own bucket
+    finally:
+        await a.close()
+        await b.close()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_busy_bucket_is_taken_a_lease_at_a_time(postgres_url: str) -> None:
+    store = await open_store(postgres_url)
+    clock = Clock()
+    limiter = SharedRateLimiter(store, clock=clock)
+    bucket = BucketConfig(rate_per_s=100.0, burst=40)  # a lease: min(100 x 0.1 s, 40 / 10) = 4
+    assert lease_size(bucket) == 4
+
+    async def stored_tokens() -> float:
+        return float(await store.fetchval("SELECT tokens FROM rate_buckets WHERE key = 'p:m'"))
+
+    try:
+        assert await limiter.take("p:m", bucket) == 0.0
+        assert round(await stored_tokens()) == 36  # four taken at once
+        assert [await limiter.take("p:m", bucket) for _ in range(3)] == [0.0] * 3
+        assert round(await stored_tokens()) == 36  # spent locally: no statement ran
+        assert await limiter.take("p:m", bucket) == 0.0
+        assert await stored_tokens() < 36  # the next lease
+        clock.now += 1.0  # the rest of that lease expired unspent: the next take asks again
+        before = await stored_tokens()
+        assert await limiter.take("p:m", bucket) == 0.0
+        assert await stored_tokens() != before
+    finally:
+        await store.close()
+
+
+async def test_leases_never_let_the_replicas_past_the_limit(postgres_url: str) -> None:
+    a, b = await open_store(postgres_url), await open_store(postgres_url)
+    try:
+        bucket = BucketConfig(rate_per_s=100.0, burst=40)
+        on_a, on_b = SharedRateLimiter(a), SharedRateLimiter(b)
+        started = time.monotonic()
+        waits = [await (on_a if n % 2 else on_b).take("p:m", bucket) for n in range(80)]
+        elapsed = time.monotonic() - started
+        allowed = waits.count(0.0)
+        # Every token spent was taken from the shared bucket: its burst plus what it refilled
+        # meanwhile, less at most a lease (4) each replica still holds unspent.
+        assert 40 - 2 * 4 <= allowed <= 40 + math.ceil(100 * elapsed) + 1
+        assert any(w > 0 for w in waits)
     finally:
         await a.close()
         await b.close()
