@@ -272,13 +272,12 @@ class Relay:
         )  # fmt: skip
 
         async def unit(tx: Tx) -> tuple[str, bool]:
-            known = await messages.find_by_key(tx, client_id, key)
-            if known is not None:
-                return known.id, False
             event = await self._event_for(tx, gateway_id, item)
-            if event is None:
+            if event is None:  # a receipt for no message of this provider's users
                 return gateway_id, False
-            await messages.add_inbound(tx, envelope, now_ms())
+            known = await messages.add_inbound(tx, envelope, now_ms())
+            if known is not None:  # the platform sent this one before
+                return known.id, False
             await self.events.append_in(tx, client_id, event)
             await self.audit_events.event_in(
                 tx,

@@ -62,9 +62,12 @@ async def add_outbound(tx: Tx, envelope: Envelope, payload: str, at: int) -> Kno
         e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
         e.sent_at, at, e.size, payload,
     )  # fmt: skip
-    if added:
-        return None
-    known = await find_by_key(tx, e.client_id, e.client_msg_id)
+    return None if added else await _holder(tx, e)
+
+
+async def _holder(tx: Tx, envelope: Envelope) -> KnownMessage:
+    """The message holding `envelope`'s idempotency key (an insert just met it)."""
+    known = await find_by_key(tx, envelope.client_id, envelope.client_msg_id)
     assert known is not None, "the insert met this key, in this transaction"
     return known
 
@@ -83,16 +86,22 @@ async def add_group_item(tx: Tx, envelope: Envelope, payload: str | None, at: in
     )  # fmt: skip
 
 
-async def add_inbound(tx: Tx, envelope: Envelope, at: int) -> None:
-    """Record a platform user's message to a provider: delivered once it is an event."""
+async def add_inbound(tx: Tx, envelope: Envelope, at: int) -> KnownMessage | None:
+    """Record a platform user's message to a provider: delivered once it is an event.
+
+    None when recorded; the message already recorded under its key (a platform's retry of
+    the same webhook) when there is one, and then nothing is written.
+    """
     e = envelope
-    await tx.execute(
+    added = await tx.execute(
         "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, kind, "
         "service, sender, recipient, sent_at, accepted_at, size, status, finished_at) "
-        "VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, $10, $11, 'delivered', $10)",
+        "VALUES ($1, $2, $3, $4, 'inbound', $5, $6, $7, $8, $9, $10, $11, 'delivered', $10) "
+        "ON CONFLICT (client_id, client_msg_id) DO NOTHING",
         e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
         e.sent_at, at, e.size,
     )  # fmt: skip
+    return None if added else await _holder(tx, e)
 
 
 async def client_msg_id_of(db: Reader, gateway_id: str, sender: str) -> str | None:

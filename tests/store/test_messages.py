@@ -68,13 +68,19 @@ async def test_an_inbound_message_is_delivered_without_a_payload(store: Store) -
         sender="mimi://instagram/u/1", recipient="mimi://acme/u/alice",
     )  # fmt: skip
 
-    async def add(tx: Tx) -> None:
-        await messages.add_inbound(tx, inbound, 2000)
+    async def add(tx: Tx) -> KnownMessage | None:
+        return await messages.add_inbound(tx, inbound, 2000)
 
-    await store.write("add", add)
+    assert await store.write("add", add) is None
     row = await row_of(store, "gw_in")
     assert (row["direction"], row["status"], row["payload"]) == ("inbound", "delivered", None)
     assert row["finished_at"] == 2000
+    # The platform's retry of the same webhook: nothing written, the first record named.
+    again = msgspec.structs.replace(inbound, id="gw_in2")
+    assert await store.write("again", lambda tx: messages.add_inbound(tx, again, 2100)) == (
+        KnownMessage(id="gw_in", digest="d1")
+    )
+    assert await store.fetchrow("SELECT id FROM relay_messages WHERE id = 'gw_in2'") is None
 
 
 async def test_the_provider_id_of_a_message_is_told_to_its_sender_only(store: Store) -> None:
