@@ -86,6 +86,18 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+class _PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pool connection released without asyncpg's reset query (one round trip per release:
+    UNLISTEN, RESET ALL, advisory unlock, CLOSE ALL). Pooled connections run only the
+    store's reads, unit-less statements and read transactions, which leave no session state
+    behind (LISTEN and held locks use connections of their own, pg_session.py; the migration
+    lock is released before its connection goes back); an open transaction is still
+    rolled back on release."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresTx(UnitState):
     """A unit's handle on its pooled connection, inside its transaction."""
 
@@ -179,6 +191,7 @@ class PostgresStore(GroupCommitWriter):
                 max_size=pool_size,
                 timeout=CONNECT_TIMEOUT_S,
                 server_settings=settings,
+                connection_class=_PooledConnection,
             )
         except CONNECT_ERRORS as exc:
             reason = str(exc) or type(exc).__name__

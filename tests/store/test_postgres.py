@@ -170,3 +170,24 @@ async def test_the_writer_reconnects_after_losing_its_connection(postgres_url: s
         await store.ping()
     finally:
         await store.close()
+
+
+async def test_a_pooled_read_costs_no_reset_round_trip(postgres_url: str) -> None:
+    store = await open_store(postgres_url, pool_size=1)
+    watcher = await asyncpg.connect(postgres_url)
+    try:
+        pid = await store.fetchval("SELECT pg_backend_pid()")
+        assert await store.fetchval("SELECT 41 + 1") == 42
+        # The last statement the pooled connection ran is the read, not a reset after it.
+        last = await watcher.fetchval("SELECT query FROM pg_stat_activity WHERE pid = $1", pid)
+        assert last == "SELECT 41 + 1"
+
+        async def in_snapshot(tx: Tx) -> int:
+            return int(await tx.fetchval("SELECT 7"))
+
+        assert await store.read("snapshot", in_snapshot) == 7
+        state = await watcher.fetchval("SELECT state FROM pg_stat_activity WHERE pid = $1", pid)
+        assert state == "idle"  # the read's transaction ended with it
+    finally:
+        await watcher.close()
+        await store.close()
