@@ -56,9 +56,11 @@ def _caller() -> str:
 
 
 def _counted(method: Callable[..., Any]) -> Callable[..., Any]:
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        STATEMENTS[_caller()] += 1
-        return await method(*args, **kwargs)
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # In a write unit (the writer's connection, one statement at a time) or a read.
+        where = "write" if getattr(self, "_deferred", None) is not None else "read "
+        STATEMENTS[f"{where} {_caller()}"] += 1
+        return await method(self, *args, **kwargs)
 
     return wrapper
 
@@ -125,6 +127,8 @@ async def run(database: str | None, messages: int, concurrency: int) -> None:
     total = sum(STATEMENTS.values())
     print(f"{backend}: {messages} messages, {total / messages:.2f} statements and "
           f"{sum(UNITS.values()) / messages:.2f} write units per message")  # fmt: skip
+    writes = sum(v for k, v in STATEMENTS.items() if k.startswith("write"))
+    print(f"  of which {writes / messages:.2f} in write units (the writer's connection)")
     print("statements per message, by store function:")
     for name, count in STATEMENTS.most_common():
         print(f"  {count / messages:6.2f}  {name}")

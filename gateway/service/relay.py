@@ -221,12 +221,12 @@ class Relay:
         sealed = await self.sealer.seal(gateway_id, body, at)
 
         async def unit(tx: Tx) -> tuple[str, bool]:
-            known = await messages.add_outbound(tx, envelope, sealed, at)
+            conversation = f"{sender}\n{recipient}"
+            known = await outbox.accept_outbound(tx, envelope, sealed, at, conversation)
             if known is not None:
                 if known.digest != digest:
                     raise IdempotencyConflict("This id was used with another body.", field="$.id")
                 return known.id, False
-            await outbox.enqueue(tx, gateway_id, f"{sender}\n{recipient}", service, at)
             if audit is not None:
                 await audit(tx)
             tx.on_commit(self._on_outbox)

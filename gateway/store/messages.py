@@ -53,19 +53,28 @@ async def add_outbound(tx: Tx, envelope: Envelope, payload: str, at: int) -> Kno
     message that holds the key is returned (one statement on the usual path, not a look-up
     and an insert).
     """
-    e = envelope
-    added = await tx.execute(
-        "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, kind, "
-        "service, sender, recipient, sent_at, accepted_at, size, status, payload) "
-        "VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, $8, $9, $10, $11, 'accepted', $12) "
-        "ON CONFLICT (client_id, client_msg_id) DO NOTHING",
+    added = await tx.execute(ADD_OUTBOUND_SQL, *outbound_args(envelope, payload, at))
+    return None if added else await holder(tx, envelope)
+
+
+# $1-$12 as `outbound_args` gives them; another module may wrap it (outbox.accept_outbound).
+ADD_OUTBOUND_SQL = (
+    "INSERT INTO relay_messages (id, client_id, client_msg_id, digest, direction, kind, "
+    "service, sender, recipient, sent_at, accepted_at, size, status, payload) "
+    "VALUES ($1, $2, $3, $4, 'outbound', $5, $6, $7, $8, $9, $10, $11, 'accepted', $12) "
+    "ON CONFLICT (client_id, client_msg_id) DO NOTHING"
+)
+
+
+def outbound_args(e: Envelope, payload: str, at: int) -> tuple[object, ...]:
+    """The parameters of ADD_OUTBOUND_SQL."""
+    return (
         e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
         e.sent_at, at, e.size, payload,
     )  # fmt: skip
-    return None if added else await _holder(tx, e)
 
 
-async def _holder(tx: Tx, envelope: Envelope) -> KnownMessage:
+async def holder(tx: Tx, envelope: Envelope) -> KnownMessage:
     """The message holding `envelope`'s idempotency key (an insert just met it)."""
     known = await find_by_key(tx, envelope.client_id, envelope.client_msg_id)
     assert known is not None, "the insert met this key, in this transaction"
@@ -101,7 +110,7 @@ async def add_inbound(tx: Tx, envelope: Envelope, at: int) -> KnownMessage | Non
         e.id, e.client_id, e.client_msg_id, e.digest, e.kind, e.service, e.sender, e.recipient,
         e.sent_at, at, e.size,
     )  # fmt: skip
-    return None if added else await _holder(tx, e)
+    return None if added else await holder(tx, e)
 
 
 async def client_msg_id_of(db: Reader, gateway_id: str, sender: str) -> str | None:

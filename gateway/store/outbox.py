@@ -1,7 +1,8 @@
 """The delivery outbox: work items, their claims and leases, outcomes and dead letters.
 
 Owns the tables `relay_outbox` and `relay_dead_letters` (the only module writing them); a
-finished item's message is finished through gateway/store/messages.py, which owns its row.
+finished item's message is finished through gateway/store/messages.py, which owns its row
+(`accept_outbound` runs that module's insert inside its own statement).
 
 A claim takes an unbroken run of due, unleased rows from the head of each conversation (one
 row, or up to `per_conversation`) and leases them to this replica (`claimed_by`,
@@ -114,6 +115,34 @@ async def enqueue(
         at,
         member,
     )
+
+
+# PostgreSQL: the message and its outbox row in one statement (one round trip); the outbox
+# row is made only if the message was (its idempotency key was free).
+_ACCEPT_OUTBOUND_PG = (
+    f"WITH m AS ({messages.ADD_OUTBOUND_SQL} RETURNING id) "
+    "INSERT INTO relay_outbox (message_id, conversation, service, attempts, next_attempt_at, "
+    "lease_until, created_at, member) SELECT m.id, $13, $6, 0, $10, 0, $10, NULL FROM m"
+)
+
+
+async def accept_outbound(
+    tx: Tx, envelope: messages.Envelope, payload: str, at: int, conversation: str
+) -> messages.KnownMessage | None:
+    """Record a provider's message (messages.add_outbound) and queue it in `conversation`.
+
+    None when both are written; when the idempotency key is taken, nothing is written and
+    the message holding it is returned. One statement on PostgreSQL, two on SQLite.
+    """
+    if tx.dialect == "postgres":
+        args = messages.outbound_args(envelope, payload, at)
+        if await tx.execute(_ACCEPT_OUTBOUND_PG, *args, conversation):
+            return None
+        return await messages.holder(tx, envelope)
+    known = await messages.add_outbound(tx, envelope, payload, at)
+    if known is None:
+        await enqueue(tx, envelope.id, conversation, envelope.service, at)
+    return known
 
 
 async def enqueue_members(

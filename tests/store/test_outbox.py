@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from gateway.store import Store, Tx, is_lock_not_available, messages, open_store, outbox
-from gateway.store.messages import Envelope
+from gateway.store.messages import Envelope, KnownMessage
 
 NOW = 1_000_000
 BASE = Envelope(
@@ -180,3 +180,25 @@ async def test_finishing_a_group_row_does_not_wait_for_another_replica(
     finally:
         await other.close()
     assert await outbox.stats(store) == (2, NOW)  # nothing was finished: tried again later
+
+
+async def test_accepting_records_the_message_and_queues_it_once(store: Store) -> None:
+    envelope = Envelope(
+        id="gw_acc", client_id="acme", client_msg_id="m-acc", digest="d1", kind="message",
+        service="whatsapp", sender="mimi://acme/u/a", recipient="mimi://whatsapp/u/1",
+        sent_at=1, size=3,
+    )  # fmt: skip
+
+    async def accept(e: Envelope) -> KnownMessage | None:
+        return await store.write(
+            "accept", lambda tx: outbox.accept_outbound(tx, e, "sealed", 1000, "a\n1")
+        )
+
+    assert await accept(envelope) is None
+    rows = await store.fetch("SELECT message_id, conversation, service FROM relay_outbox")
+    assert [tuple(r) for r in rows] == [("gw_acc", "a\n1", "whatsapp")]
+    # The same key again (another gateway id): nothing more written, the holder named.
+    again = msgspec.structs.replace(envelope, id="gw_acc2", digest="d2")
+    assert await accept(again) == KnownMessage(id="gw_acc", digest="d1")
+    assert await store.fetchval("SELECT count(*) FROM relay_outbox") == 1
+    assert await store.fetchval("SELECT count(*) FROM relay_messages") == 1
