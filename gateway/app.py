@@ -391,7 +391,12 @@ def create_app(
     app = web.Application(
         # The audit middleware sits outside problem+json rendering to see the final status.
         middlewares=[
-            forwarded_middleware(config.server.trusted_proxies),
+            # Without trusted proxies the peer is the client: no layer to pass through.
+            *(
+                [forwarded_middleware(config.server.trusted_proxies)]
+                if config.server.trusted_proxies
+                else []
+            ),
             request_middleware,
             audit.audit_middleware,
             problem_middleware,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ from aiohttp import web
 from gateway import metrics
 from gateway.errors import GatewayError, problem_for_status
 from gateway.http.problem import problem_response
+from gateway.ids import new_id
 
 log = structlog.get_logger("gateway.http")
 
@@ -61,7 +61,7 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     line and the metrics of the request, labelled by route template (one layer, not two)."""
     incoming = request.headers.get(REQUEST_ID_HEADER)
     request_id = (
-        incoming if incoming is not None and _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        incoming if incoming is not None and _SANE_REQUEST_ID.match(incoming) else new_id()
     )
     request[REQUEST_ID] = request_id
     route = route_template(request)

@@ -45,6 +45,7 @@ from gateway.errors import (
     UnknownRecipient,
     ValidationFailed,
 )
+from gateway.ids import new_id
 from gateway.platforms.base import Platform, provider_of, service_of
 from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
@@ -575,7 +576,7 @@ class GroupService:
             if session_id is not None:
                 await self._check_session(tx, current, actor, session_id)
             recipients = [m for m in current.members if m != actor.user]
-            gateway_id = f"gw_{uuid.uuid4().hex}"
+            gateway_id = f"gw_{new_id()}"
             provider_events: dict[str, list[Any]] = {}
             reaches = await self._reaches(tx, actor, recipients)
             for member in recipients:
@@ -657,7 +658,7 @@ class GroupService:
     ) -> str:
         """Record the item and, in the same unit, one outbox row per platform member and the
         providers' events. Returns the item's gateway id."""
-        gateway_id = gateway_id or f"gw_{uuid.uuid4().hex}"
+        gateway_id = gateway_id or f"gw_{new_id()}"
         body = msgspec.json.encode(payload)
         envelope = Envelope(
             id=gateway_id, client_id=actor.client_id, client_msg_id=key, digest=digest,

@@ -12,7 +12,6 @@ import base64
 import binascii
 import hashlib
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -31,6 +30,7 @@ from gateway.errors import (
     UnknownRecipient,
     ValidationFailed,
 )
+from gateway.ids import new_id
 from gateway.platforms.base import Inbound, Platform, provider_of, service_of
 from gateway.service.audit.log import AuditLog
 from gateway.service.consent import ConsentRegistry
@@ -191,7 +191,7 @@ class Relay:
     ) -> str:
         """Accept a typing signal (never retried by providers: a fresh key each time)."""
         service = await self._route(client_id, typing.sender, typing.recipient)
-        key = f"typing:{uuid.uuid4().hex}"
+        key = f"typing:{new_id()}"
         return await self._accept(
             client_id, key, digest_of(typing), "typing", service, typing.sender,
             typing.recipient, now_ms(), {"state": typing.state}, audit,
@@ -212,7 +212,7 @@ class Relay:
     ) -> str:
         await self.check_capacity(client_id)
         body = msgspec.json.encode(payload)
-        gateway_id = f"gw_{uuid.uuid4().hex}"
+        gateway_id = f"gw_{new_id()}"
         envelope = Envelope(
             id=gateway_id, client_id=client_id, client_msg_id=key, digest=digest, kind=kind,
             service=service, sender=sender, recipient=recipient, sent_at=sent_at, size=len(body),
@@ -238,7 +238,8 @@ class Relay:
             if kind == "message":
                 type_ = "encrypted" if "encrypted" in payload else "plaintext"
                 metrics.MESSAGES_ACCEPTED.labels(service, type_, "to_platform").inc()
-            log.info("message_accepted", service=service, kind=kind, size=len(body))
+            # On the request's own log line (request_handled), not one more line per message.
+            structlog.contextvars.bind_contextvars(service=service, kind=kind, size=len(body))
         return result
 
     async def lookup(self, client_id: str, query: LookupIn) -> LookupOut:
@@ -263,7 +264,7 @@ class Relay:
         await self.check_capacity(client_id)
         key = f"in:{item.service}:{item.kind}:{item.native_id}"
         digest = digest_of(item)
-        gateway_id = f"gw_{uuid.uuid4().hex}"
+        gateway_id = f"gw_{new_id()}"
 
         envelope = Envelope(
             id=gateway_id, client_id=client_id, client_msg_id=key, digest=digest,

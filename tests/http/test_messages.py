@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import structlog
 
 from gateway.http.app_keys import STORE
 from tests.conftest import admin_headers, assert_problem
@@ -189,3 +190,20 @@ async def test_lookup_answers_only_consenting_users(chat: Any) -> None:
         "/v1/lookup", json={"service": "sms", "identifiers": []}, headers=alice.headers
     )
     await problem(response, 422, "/problems/validation", "$.service")
+
+
+async def test_an_accepted_message_is_told_on_its_request_log_line(chat: Any) -> None:
+    _, alice, peer = chat
+    body = alice.message(peer, encrypted=await alice.encrypt_for(peer, NATIVE_TEXT["whatsapp"]))
+    with structlog.testing.capture_logs([structlog.contextvars.merge_contextvars]) as logs:
+        assert (await alice.send(body)).status == 202
+    lines = [line for line in logs if line.get("route") == "/v1/messages"]
+    # One line for the request, carrying what was accepted (never the content or the users).
+    assert [line["event"] for line in lines] == ["request_handled"]
+    assert (lines[0]["service"], lines[0]["kind"], lines[0]["status"]) == (
+        "whatsapp",
+        "message",
+        202,
+    )
+    assert lines[0]["size"] > 0
+    assert peer not in str(lines) and alice.uri not in str(lines)
