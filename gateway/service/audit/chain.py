@@ -1,10 +1,12 @@
-"""Appending to the hash chain inside a write unit, and the checkpoint writer.
+"""Appending to the hash chain inside a write unit's batch, and the checkpoint writer.
 
-The head of a chain is read inside the unit that appends (one primary-key lookup), so a unit
-rolled back to its savepoint takes its record with it and the next unit chains onto the true
-head. Both backends run a replica's write units one at a time (group commit); on PostgreSQL
-each replica writes its own chain_id, and the (chain_id, seq) primary key turns any concurrent
-append into an error, never a fork.
+The records of a group-commit batch are chained when the batch ends (`AuditLog` defers them
+with `Tx.defer`): the head is read once, inside the batch's transaction, each record is hashed
+onto the one before, and all go in with one multi-row insert. A unit rolled back to its
+savepoint takes its records with it (they are never handed to the batch), so the chain holds
+exactly the committed units' records, in order. Both backends run a replica's write units one
+batch at a time; on PostgreSQL each replica writes its own chain_id, and the (chain_id, seq)
+primary key turns any concurrent append into an error, never a fork.
 """
 
 from __future__ import annotations
