@@ -7,6 +7,7 @@ share them and a provider gets its limit once, not once per replica.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
@@ -69,7 +70,9 @@ class SharedRateLimiter:
     replica then spends locally for at most LEASE_S; what is left unspent then is dropped.
     Every token spent anywhere was taken from the shared bucket, so replicas together never
     exceed the limit; a replica holds at most a lease's worth that another could have used.
-    Buckets too small for a lease of two take one token at a time, as before.
+    Buckets too small for a lease of two take one token at a time, as before. One statement
+    per key is in flight at a time: concurrent takes of the key wait for its lease (or share
+    its refusal) instead of each fetching a lease of its own.
     """
 
     def __init__(
@@ -87,28 +90,45 @@ class SharedRateLimiter:
         self._swept = clock()
         # key -> (tokens taken from the shared bucket and not yet spent, until when)
         self._leases: dict[str, tuple[int, float]] = {}
+        # key -> the take in flight (its result: None if it got tokens, else the wait)
+        self._taking: dict[str, asyncio.Future[float | None]] = {}
 
     async def take(self, key: str, bucket: BucketConfig) -> float:
-        now = self._clock()
-        lease = self._leases.get(key)
-        if lease is not None and lease[0] > 0 and lease[1] > now:
-            self._leases[key] = (lease[0] - 1, lease[1])
-            return 0.0
-        taken = await buckets.take_token(
-            self._store, key, bucket.burst, bucket.rate_per_s, up_to=lease_size(bucket)
-        )
+        while True:
+            lease = self._leases.get(key)
+            if lease is not None and lease[0] > 0 and lease[1] > self._clock():
+                self._leases[key] = (lease[0] - 1, lease[1])
+                return 0.0
+            pending = self._taking.get(key)
+            if pending is None:
+                break
+            # One statement in flight per key: wait for its lease, or share its refusal.
+            shared = await asyncio.shield(pending)
+            if shared is not None:
+                return shared
+        pending = asyncio.get_running_loop().create_future()
+        self._taking[key] = pending
+        refused: float | None = None
+        try:
+            taken = await buckets.take_token(
+                self._store, key, bucket.burst, bucket.rate_per_s, up_to=lease_size(bucket)
+            )
+            now = self._clock()
+            if taken.granted > 1:
+                self._leases[key] = (taken.granted - 1, now + LEASE_S)
+            else:
+                self._leases.pop(key, None)
+            if not taken.allowed:
+                refused = (1.0 - taken.tokens) / bucket.rate_per_s
+        finally:
+            del self._taking[key]
+            pending.set_result(refused)
         if now - self._swept >= self._sweep_every_s:
             self._swept = now
             # An idle bucket is full again: forgetting it changes nothing.
             await buckets.forget_idle_buckets(self._store, self._idle_ms)
             self._leases = {k: v for k, v in self._leases.items() if v[1] > now}
-        if taken.granted > 1:
-            self._leases[key] = (taken.granted - 1, now + LEASE_S)
-        elif lease is not None:
-            del self._leases[key]
-        if taken.allowed:
-            return 0.0
-        return (1.0 - taken.tokens) / bucket.rate_per_s
+        return 0.0 if refused is None else refused
 
 
 LEASE_S = 0.1
