@@ -239,15 +239,15 @@ class PostgresStore(GroupCommitWriter):
         conn = self._writer_conn
         started = time.perf_counter()
         outcomes: list[_Outcome] = []
-        # Savepoint bookkeeping rides along with the next statement: one round trip per unit.
-        await conn.execute("BEGIN")
+        # Savepoint bookkeeping rides along with the next statement: one round trip per unit
+        # (the first unit's savepoint with the BEGIN).
         for item in batch:
             if item.future.done():  # cancelled while queued: never ran, never answered
                 continue
             if outcomes:
                 await self._settle_last(conn, outcomes, "SAVEPOINT unit")
             else:
-                await conn.execute("SAVEPOINT unit")
+                await conn.execute("BEGIN; SAVEPOINT unit")
             tx = PostgresTx(conn)
             try:
                 result = await item.unit(tx)
@@ -257,8 +257,7 @@ class PostgresStore(GroupCommitWriter):
             else:
                 outcomes.append((item, result, None, tx))
         if not outcomes:
-            await conn.execute("ROLLBACK")  # every unit was cancelled before it ran
-            return
+            return  # every unit was cancelled before it ran: no transaction was begun
         # NOTIFY is transactional: sent with the COMMIT, in its round trip, once per batch.
         finish = self._notify_sql(outcomes) + "COMMIT"
         if has_deferred(outcomes):
