@@ -82,8 +82,8 @@ from gateway.service.consent import ConsentRegistry
 from gateway.service.delivery import DeliveryWorker
 from gateway.service.egress import DestinationPolicy, Egress
 from gateway.service.event_streams import EventStreams
+from gateway.service.events import SWEEP_INTERVAL_S, EventQueue
 from gateway.service.events import TOPIC as events_topic
-from gateway.service.events import EventQueue
 from gateway.service.gauges import GaugeRefresher, default_probes
 from gateway.service.groups import GroupService
 from gateway.service.interop_requests import InteropRequests
@@ -237,6 +237,8 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[STORE]
     app[EVENTS] = queue = EventQueue(store)
     await store.subscribe(events_topic, queue.heard)
+    sweep = Periodic(queue.sweep, SWEEP_INTERVAL_S, "event-socket-sweep")
+    sweep.start()
     app[EVENT_STREAMS] = streams = EventStreams(
         app[PROVIDERS].state, max_sockets=app[CONFIG].relay.max_sockets_per_provider
     )
@@ -253,6 +255,7 @@ async def events_ctx(app: web.Application) -> AsyncIterator[None]:
         co_members=functools.partial(groups_store.shares_group_with_provider, store),
     )
     yield
+    await sweep.stop()
 
 
 async def platform_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -14,7 +14,8 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 import msgspec
-from aiohttp import WSMsgType, web
+import structlog
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from gateway.errors import GatewayError, ProviderSuspended, ValidationFailed
 from gateway.http.app_keys import AUTHENTICATOR, EVENT_STREAMS, EVENTS
@@ -33,12 +34,12 @@ from gateway.service.events import EventQueue, parse_cursor
 from gateway.service.relay_types import AckIn
 
 routes = web.RouteTableDef()
+log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
 MAX_LIMIT = 500
 MAX_WAIT_S = 30.0
-WS_WAIT_S = 20.0
 _CLOSE_REASONS = {
     CLOSE_SUSPENDED: b"provider suspended",
     CLOSE_TOKEN_EXPIRED: b"access token expired",
@@ -211,29 +212,67 @@ async def stream(request: web.Request) -> web.StreamResponse:
     token = bearer_token(request)
     assert token is not None  # requires_scope authenticated it
     _, expires = await request.app[AUTHENTICATOR].authenticate_until(token)
+    del token  # not kept for the socket's lifetime
     queue = request.app[EVENTS]
     with request.app[EVENT_STREAMS].open(client_id, socket=True) as registered:
         socket = _Socket(request, client_id, registered, expires)
         ws = socket.ws
         await ws.prepare(request)
-        sender = asyncio.get_running_loop().create_task(_send_pages(ws, queue, client_id))
+        pages = _Pages(ws, queue, client_id)
+        queue.subscribe(client_id, pages.wake)
+        pages.wake()  # what is already queued (from the last ack)
         socket.watch()
         try:
             async for msg in ws:
                 if msg.type == WSMsgType.TEXT:
                     await socket.handle(msg.data)
         finally:
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
+            queue.unsubscribe(client_id, pages.wake)
+            await pages.stop()
             await socket.unwatch()
     return ws
 
 
-async def _send_pages(ws: web.WebSocketResponse, queue: EventQueue, client_id: str) -> None:
-    after: int | None = None
-    while not ws.closed:
-        page = await queue.wait(client_id, after, MAX_LIMIT, WS_WAIT_S)
-        if page.events:
-            await ws.send_str(msgspec.json.encode(page).decode())
-        after = int(page.next)
+class _Pages:
+    """Sends one socket its event pages when woken (EventQueue.subscribe): a task exists only
+    while there is something to send, so an idle socket costs no task and no polling."""
+
+    __slots__ = ("_after", "_again", "_client_id", "_queue", "_task", "_ws")
+
+    def __init__(self, ws: web.WebSocketResponse, queue: EventQueue, client_id: str) -> None:
+        self._ws = ws
+        self._queue = queue
+        self._client_id = client_id
+        self._after: int | None = None  # None: from the last ack
+        self._task: asyncio.Task[None] | None = None
+        self._again = False
+
+    def wake(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._send())
+        else:
+            self._again = True  # the running sender reads once more before it stops
+
+    async def _send(self) -> None:
+        try:
+            while not self._ws.closed:
+                self._again = False
+                page = await self._queue.read(self._client_id, self._after, MAX_LIMIT)
+                if page.events:
+                    await self._ws.send_str(msgspec.json.encode(page).decode())
+                self._after = int(page.next)
+                if len(page.events) < MAX_LIMIT and not self._again:
+                    return
+        except Exception as exc:  # the client left mid-send, or the store failed a read
+            log.warning("event_socket_send_failed", error=type(exc).__name__)
+            if not self._ws.closed:
+                await self._ws.close(code=WSCloseCode.INTERNAL_ERROR)
+        finally:
+            self._task = None
+
+    async def stop(self) -> None:
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -25,6 +25,8 @@ from gateway.store import events as stored
 
 _encoder = msgspec.json.Encoder()
 POLL_FALLBACK_S = 2.0
+# How often event sockets' providers are checked for events no notification announced.
+SWEEP_INTERVAL_S = 5.0
 # The topic of Store notifications that a provider has new events (payload: its client id).
 TOPIC = "events"
 
@@ -51,6 +53,42 @@ class EventQueue:
         self._signals: dict[str, asyncio.Event] = {}
         # Called with the client id after each commit that appended for it (webhook pusher).
         self.listeners: list[Callable[[str], None]] = []
+        # Per provider, the wake-up callbacks of its open event sockets (`subscribe`).
+        self._subscribers: dict[str, set[Callable[[], None]]] = {}
+        # Per provider with subscribers, its newest event number at the last `sweep`.
+        self._swept: dict[str, int] = {}
+
+    def subscribe(self, client_id: str, wake: Callable[[], None]) -> None:
+        """Call `wake()` whenever events for `client_id` may have arrived: a commit here that
+        appended some, another replica's notification, or a `sweep` that saw its queue grow.
+        A subscriber holds no task while nothing arrives (an idle event socket)."""
+        self._subscribers.setdefault(client_id, set()).add(wake)
+
+    def unsubscribe(self, client_id: str, wake: Callable[[], None]) -> None:
+        subscribers = self._subscribers.get(client_id)
+        if subscribers is not None:
+            subscribers.discard(wake)
+            if not subscribers:
+                del self._subscribers[client_id]
+                self._swept.pop(client_id, None)
+
+    def _wake(self, client_id: str | None) -> None:
+        if client_id is None:
+            woken = [wake for group in self._subscribers.values() for wake in group]
+        else:
+            woken = list(self._subscribers.get(client_id, ()))
+        for wake in woken:
+            wake()
+
+    async def sweep(self) -> None:
+        """In case a notification was lost: wake the subscribers of each provider whose newest
+        event moved since the last sweep (one indexed read per provider, not per socket)."""
+        for client_id in list(self._subscribers):
+            last = await stored.last_seq(self.store, client_id)
+            if self._swept.get(client_id, last) != last:
+                self._wake(client_id)
+            if client_id in self._subscribers:
+                self._swept[client_id] = last
 
     async def append_in(self, tx: Tx, client_id: str, event: Event | dict[str, Any]) -> None:
         """Append inside a write unit: the event commits (and wakes readers) with its cause.
@@ -88,6 +126,7 @@ class EventQueue:
         signal = self._signals.pop(client_id, None)
         if signal is not None:
             signal.set()
+        self._wake(client_id)
         for listener in self.listeners:
             listener(client_id)
 
@@ -104,6 +143,7 @@ class EventQueue:
             signals = [] if signal is None else [signal]
         for signal in signals:
             signal.set()
+        self._wake(client_id)
 
     async def read(self, client_id: str, after: int | None, limit: int) -> EventPage:
         """Events after `after` (default: the last ack), oldest first, at most `limit`."""

@@ -146,3 +146,23 @@ async def test_websocket_closes_cleanly(rclient: Any) -> None:
         await ws.close()
         msg = await ws.receive()
         assert msg.type in (WSMsgType.CLOSED, WSMsgType.CLOSE)
+
+
+async def test_idle_sockets_hold_no_sender_task_and_wake_on_an_event(rclient: Any) -> None:
+    client = rclient
+    peer, alice, _ = await two_providers(client)
+    await asyncio.sleep(0.2)  # the setup's own background work settles
+    before = asyncio.all_tasks()
+    sockets = [await client.ws_connect("/v1/events/ws", headers=alice.headers) for _ in range(4)]
+    await asyncio.sleep(0.2)  # each has looked for queued events and found none
+    new = [t.get_coro().__qualname__ for t in asyncio.all_tasks() - before]  # type: ignore[union-attr]
+    # aiohttp's own per connection (its reader; the handler reading the socket), nothing of
+    # ours waiting to send: the old page sender was one more task per socket.
+    assert new and set(new) <= {"RequestHandler.start", "RequestHandler._handle_request"}
+    assert new.count("RequestHandler._handle_request") == 4
+    sent = await sandbox_says(client, peer, alice.uri)
+    for ws in sockets:  # a commit that appends for the provider wakes every idle socket
+        page = await ws.receive_json(timeout=5)
+        assert [e["id"] for e in page["events"]] == [sent]
+    for ws in sockets:
+        await ws.close()
