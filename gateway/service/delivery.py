@@ -289,12 +289,20 @@ class DeliveryWorker:
         at, replica = now_ms(), self.replica_id
 
         async def unit(tx: Tx) -> None:
+            # The round's delivered 1:1 items finish together (one statement on PostgreSQL).
+            delivered = [
+                (o.row.seq, o.row.message_id)
+                for o in outcomes
+                if o.status == "delivered" and o.row.member is None
+            ]
+            await outbox.finish_many(tx, delivered, "delivered", at)
             for o in outcomes:
                 row = o.row
                 if o.status == "delivered":
-                    await outbox.finish(
-                        tx, row.seq, row.message_id, "delivered", at, group=row.member is not None
-                    )
+                    if row.member is not None:
+                        await outbox.finish(
+                            tx, row.seq, row.message_id, "delivered", at, group=True
+                        )
                     await self._audit_in(tx, row, "message.deliver", direction="to_platform")
                 elif o.status == "failed":
                     await self._fail_in(tx, row, o.reason, at)

@@ -125,9 +125,10 @@ async def client_msg_id_of(db: Reader, gateway_id: str, sender: str) -> str | No
 
 async def finish(tx: Tx, message_id: str, status: str, at: int) -> None:
     """Set the final status and drop the payload: only the envelope stays."""
-    await tx.execute(
-        "UPDATE relay_messages SET status = $1, finished_at = $2, payload = NULL WHERE id = $3",
-        status,
-        at,
-        message_id,
-    )
+    await tx.execute(FINISH_SQL.format(ids="$3"), status, at, message_id)
+
+
+# `ids`: an SQL expression of the message ids (a parameter, a sub-select); $1 status, $2 at.
+FINISH_SQL = (
+    "UPDATE relay_messages SET status = $1, finished_at = $2, payload = NULL WHERE id IN ({ids})"
+)

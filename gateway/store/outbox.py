@@ -23,6 +23,7 @@ serial and the plain spellings do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -275,6 +276,28 @@ async def finish(
     if not group or await tx.fetchrow(_PENDING_OF_MESSAGE, message_id) is None:
         await messages.finish(tx, message_id, status, at)
     return True
+
+
+# PostgreSQL: every row of a round in one statement, each row locked NOWAIT as `_OWN_ROW`
+# does, and the messages of the rows actually removed finished with them.
+_FINISH_MANY_PG = (
+    "WITH gone AS (DELETE FROM relay_outbox WHERE seq IN (SELECT seq FROM relay_outbox "
+    "WHERE seq = ANY($3::bigint[]) FOR UPDATE NOWAIT) RETURNING message_id) "
+    + messages.FINISH_SQL.format(ids="SELECT message_id FROM gone")
+)
+
+
+async def finish_many(tx: Tx, items: Sequence[tuple[int, str]], status: str, at: int) -> None:
+    """`finish` for many 1:1 items (seq, message id) at once: one statement on PostgreSQL
+    (one round trip for a delivery round instead of two per message), a row at a time on
+    SQLite. Rows already gone leave their messages as they are, as in `finish`."""
+    if not items:
+        return
+    if tx.dialect == "postgres":
+        await tx.execute(_FINISH_MANY_PG, status, at, [seq for seq, _ in items])
+        return
+    for seq, message_id in items:
+        await finish(tx, seq, message_id, status, at)
 
 
 _LOCK_MESSAGE = "SELECT 1 FROM relay_messages WHERE id = $1 FOR UPDATE NOWAIT"

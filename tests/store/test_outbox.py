@@ -137,6 +137,30 @@ async def accept_group(store: Store, message_id: str, members: list[str]) -> Non
     await store.write("accept", unit)
 
 
+async def test_finishing_a_rounds_items_together(store: Store) -> None:
+    for mid, to in (("a1", "u/a"), ("b1", "u/b"), ("c1", "u/c"), ("a2", "u/a")):
+        await accept(store, mid, to)
+    seqs = {
+        r["message_id"]: r["seq"]
+        for r in await store.fetch("SELECT seq, message_id FROM relay_outbox")
+    }
+    await claim(store)
+    # c1 was finished meanwhile by a replica that took it over: its message stays as set then.
+    await store.write("other", lambda tx: outbox.finish(tx, seqs["c1"], "c1", "failed", NOW + 1))
+    items = [(seqs[m], m) for m in ("a1", "b1", "c1")]
+    await store.write("round", lambda tx: outbox.finish_many(tx, items, "delivered", NOW + 5))
+    await store.write("none", lambda tx: outbox.finish_many(tx, [], "delivered", NOW + 6))
+    rows = await store.fetch(
+        "SELECT id, status, payload, finished_at FROM relay_messages ORDER BY id"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("a1", "delivered", None, NOW + 5), ("a2", "accepted", "payload", None),
+        ("b1", "delivered", None, NOW + 5), ("c1", "failed", None, NOW + 1),
+    ]  # fmt: skip
+    assert await claim(store, now=NOW + 10) == ["a2"]
+    assert await outbox.stats(store) == (1, NOW)
+
+
 async def test_a_group_item_is_finished_with_its_last_members_row(store: Store) -> None:
     await accept_group(store, "g1", ["mimi://whatsapp/u/1", "mimi://whatsapp/u/2"])
     rows = await store.write("claim", lambda tx: outbox.claim(tx, NOW, 1000, 10, "r"))
@@ -176,6 +200,28 @@ async def test_finishing_a_group_row_does_not_wait_for_another_replica(
                 lambda tx: outbox.finish(tx, rows[0].seq, "g1", "delivered", NOW, group=True),
             )
         assert is_lock_not_available(refused.value)
+        await other.execute("ROLLBACK")
+    finally:
+        await other.close()
+    assert await outbox.stats(store) == (2, NOW)  # nothing was finished: tried again later
+
+
+@pytest.mark.parametrize("store_url", ["postgres"], indirect=True)
+async def test_finishing_a_round_does_not_wait_for_another_replica(
+    store: Store, store_url: str
+) -> None:
+    for mid, to in (("a1", "u/a"), ("b1", "u/b")):
+        await accept(store, mid, to)
+    rows = await store.write("claim", lambda tx: outbox.claim(tx, NOW, 1000, 10, "r"))
+    items = [(row.seq, row.message_id) for row in rows]
+    other = await asyncpg.connect(store_url)
+    try:  # another replica's claim holds the lock of one of the round's rows
+        await other.execute("BEGIN")
+        await other.execute("SELECT 1 FROM relay_outbox WHERE seq = $1 FOR UPDATE", items[1][0])
+        with pytest.raises(asyncpg.exceptions.LockNotAvailableError):
+            await store.write(
+                "round", lambda tx: outbox.finish_many(tx, items, "delivered", NOW + 5)
+            )
         await other.execute("ROLLBACK")
     finally:
         await other.close()
