@@ -22,6 +22,8 @@ Groups (DESIGN §4.10), one POST per platform member and item, to the same per-s
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import aiohttp
@@ -47,6 +49,10 @@ from gateway.translate.groups import THREAD_TYPE, split_group_uri
 log = structlog.get_logger(__name__)
 
 
+# Senders remembered as stored (HttpPlatform._senders); past this the set starts over.
+SENDERS_KEPT = 100_000
+
+
 class HttpPlatform:
     """Talks to the real services; their webhooks come back through `gateway.platforms.ingress`."""
 
@@ -65,6 +71,10 @@ class HttpPlatform:
         self.session = session
         self.id_key = id_key
         self._timeout = aiohttp.ClientTimeout(total=config.timeout_s)
+        # Senders whose native id -> URI record is known to be stored (it is never deleted).
+        self._senders: set[tuple[str, str]] = set()
+        # Set, and replaced, each time a message's native id record commits (`record_written`).
+        self._recorded = asyncio.Event()
 
     def endpoint(self, service: str) -> PlatformEndpoint | None:
         endpoint = self.config.services.get(service)
@@ -104,22 +114,46 @@ class HttpPlatform:
         if endpoint is None:
             raise PermanentDelivery("no_endpoint")
         bodies = self._bodies(item)
-        sender_id = self.native_id(item.service, item.sender)
-
-        async def remember_sender(tx: Tx) -> None:
-            await platform_store.remember_user(tx, item.service, sender_id, item.sender)
-
-        await self.store.write("platform_user_id", remember_sender)
+        await self._remember_sender(item.service, item.sender)
         for body in bodies:
             native_id = await self._post(endpoint.url, body)
             if native_id and item.kind == "message":
                 await self._remember_message(item, native_id)
 
+    async def _remember_sender(self, service: str, uri: str) -> None:
+        """Store the sender's native id -> URI (the service's replies name the native id)
+        before its first send; once per sender and process, not once per message."""
+        native_id = self.native_id(service, uri)
+        if (service, native_id) in self._senders:
+            return
+
+        async def unit(tx: Tx) -> None:
+            await platform_store.remember_user(tx, service, native_id, uri)
+
+        await self.store.write("platform_user_id", unit)
+        if len(self._senders) >= SENDERS_KEPT:
+            self._senders.clear()
+        self._senders.add((service, native_id))
+
     async def _remember_message(self, item: Outgoing, native_id: str) -> None:
         async def unit(tx: Tx) -> None:
             await platform_store.remember_message(tx, item.service, native_id, item.id, now_ms())
+            tx.on_commit(self._announce_record)
 
         await self.store.write("platform_message_id", unit)
+
+    def _announce_record(self) -> None:
+        recorded, self._recorded = self._recorded, asyncio.Event()
+        recorded.set()
+
+    async def record_written(self, timeout_s: float) -> None:
+        """Wait (at most `timeout_s`) until the next message's native id record commits: a
+        status can overtake the record of its message (the service answered the send and its
+        user's device acknowledged before our write committed)."""
+        recorded = self._recorded
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                await recorded.wait()
 
     def _bodies(self, item: Outgoing) -> list[dict[str, Any]]:
         service, whatsapp = item.service, item.service == "whatsapp"
@@ -174,12 +208,7 @@ class HttpPlatform:
             bodies = self._group_bodies(item, gid)
         except (TranslationError, KeyError, TypeError, ValueError):
             raise PermanentDelivery("invalid_group_item") from None
-        sender_id = self.native_id(item.service, item.sender)
-
-        async def remember_sender(tx: Tx) -> None:
-            await platform_store.remember_user(tx, item.service, sender_id, item.sender)
-
-        await self.store.write("platform_user_id", remember_sender)
+        await self._remember_sender(item.service, item.sender)
         for body in bodies:
             await self._post(endpoint.url, body)
 

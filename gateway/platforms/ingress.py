@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
@@ -96,6 +97,8 @@ class ConsentWebhook(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 Allows = Callable[[str, str], Awaitable[bool]]
 # How long a status for a message whose native id is not recorded (yet) is asked to be retried.
 RECEIPT_GRACE_MS = 30_000
+# How long a status of a message not yet recorded waits for that record before a 503.
+OVERTAKE_WAIT_S = 0.5
 
 
 class Ingress:
@@ -236,6 +239,14 @@ class Ingress:
         if receipt is None or receipt.status not in ("delivered", "read"):
             return None
         gateway_id = await self._gateway_id(service, receipt.message_id)
+        waited = 0.0
+        while gateway_id is None and waited < OVERTAKE_WAIT_S:
+            # Most often the record is a moment from committing: wait for it here rather
+            # than have the service retry the whole webhook later.
+            started = time.monotonic()
+            await self.platform.record_written(OVERTAKE_WAIT_S - waited)
+            waited += time.monotonic() - started
+            gateway_id = await self._gateway_id(service, receipt.message_id)
         if gateway_id is None:
             if now_ms() - env.sent_at < RECEIPT_GRACE_MS:
                 # A status can overtake our record of the message's native id (the service

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -16,7 +17,9 @@ from aiohttp import web
 from gateway.app import create_app
 from gateway.config import HttpPlatformConfig, PlatformEndpoint
 from gateway.crypto import OlmCiphertext, OlmParty
-from gateway.http.app_keys import CONSENT
+from gateway.http.app_keys import CONSENT, PLATFORM, STORE
+from gateway.platforms.base import Outgoing
+from gateway.platforms.http import HttpPlatform
 from tests.conftest import assert_problem
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, events_of, eventually
@@ -207,3 +210,42 @@ async def test_a_signed_webhook_nested_too_deep_is_a_4xx(meta: Any) -> None:
     body = await response.json()
     assert_problem(response.status, response.content_type, body, 422, "/problems/validation")
     assert "[[" not in body["detail"]
+
+
+async def test_a_status_that_overtakes_its_messages_record_waits_for_it(meta: Any) -> None:
+    client, fake = meta
+    peer = f"mimi://whatsapp/u/{WA_USER}"
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    native = {"type": "text", "text": {"body": "overtaken"}}
+    body = alice.message(peer, encrypted=await alice.encrypt_for(peer, native))
+    assert (await alice.send(body)).status == 202
+    await eventually(lambda: _received(fake, 1))
+    store, platform = client.app[STORE], client.app[PLATFORM]
+    assert isinstance(platform, HttpPlatform)
+    gateway_id = await store.fetchval(
+        "SELECT message_id FROM platform_message_ids WHERE native_id = 'wamid.N1'"
+    )
+    assert gateway_id is not None
+    # As if the service's answer to the send were still on its way: no record yet.
+    await store.write(
+        "forget",
+        lambda tx: tx.execute("DELETE FROM platform_message_ids WHERE native_id = 'wamid.N1'"),
+    )
+    status = {"id": "wamid.N1", "status": "delivered", "timestamp": str(int(time.time())),
+              "recipient_id": WA_USER}  # fmt: skip
+    raw, headers = signed(wa_webhook({"statuses": [status]}, fake.received[0]["from"]))
+    webhook = asyncio.ensure_future(
+        client.post("/platform/v1/whatsapp/webhook", data=raw, headers=headers)
+    )
+    await asyncio.sleep(0.1)
+    assert not webhook.done()  # it waits for the record rather than answering 503
+    item = Outgoing(
+        id=gateway_id, kind="message", service="whatsapp", sender=alice.uri, recipient=peer,
+        sent_at=0, payload={},
+    )  # fmt: skip
+    await platform._remember_message(item, "wamid.N1")
+    response = await webhook
+    assert response.status == 200, await response.text()
+    (receipt,) = await events_of(client, "acme", "receipt")
+    assert (receipt["message_id"], receipt["status"]) == (body["id"], "delivered")
