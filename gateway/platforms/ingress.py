@@ -14,6 +14,7 @@ a third-party user's keys (`claim_keys`), signed over `GET <path>?user=<URI>&for
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -181,13 +182,22 @@ class Ingress:
             item = await self._item(service, event)
             if item is not None:
                 items.append(item)
-        accepted = []
-        for item in items:
-            try:
-                accepted.append(await self.inbound.receive(item))
-            except GatewayError as exc:  # one unreachable recipient does not fail the batch
-                log.warning("platform_item_refused", service=service, problem=exc.type)
-        return accepted
+        # In order within a conversation; conversations side by side, so that a webhook of
+        # many statuses is written in one group commit rather than one commit after another.
+        runs: dict[tuple[str, str], list[int]] = {}
+        for index, item in enumerate(items):
+            runs.setdefault((item.sender, item.recipient), []).append(index)
+        taken: dict[int, str] = {}
+
+        async def relay_run(indexes: list[int]) -> None:
+            for index in indexes:
+                try:
+                    taken[index] = await self.inbound.receive(items[index])
+                except GatewayError as exc:  # one unreachable recipient does not fail the batch
+                    log.warning("platform_item_refused", service=service, problem=exc.type)
+
+        await asyncio.gather(*(relay_run(indexes) for indexes in runs.values()))
+        return [taken[index] for index in sorted(taken)]
 
     async def _consent(self, service: str, doc: dict[str, Any]) -> None:
         if self.set_consent is None:

@@ -45,6 +45,8 @@ OBJECTS = {"whatsapp": "whatsapp_business_account", "messenger": "page", "instag
 FIRST_ATTEMPT_S = 5.0
 # Queued webhooks posted as one at most (the gateway reads up to 100 users' ids per webhook).
 BATCH_MAX = 50
+# How long a webhook nobody waits for (a status, typing) waits for others to go with it.
+LINGER_S = 0.002
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -93,6 +95,9 @@ class GatewayLink:
         _write_atomically(queue_path, b"".join(_line(_Entry(add=p)) for p in self._pending))
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Webhooks nobody waits for, gathered for LINGER_S before they go as one.
+        self._lingering: list[_Pending] = []
+        self._linger_task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._drain())
@@ -197,6 +202,13 @@ class GatewayLink:
         so that nothing overtakes what waits), queue it for the retry loop. The ids it produced.
         A webhook the gateway refuses for good is an error with `wait`, else dropped (logged)."""
         pending = _Pending(service, msgspec.json.encode(doc))
+        if not wait:
+            # What nobody waits for (statuses, typing) lingers a moment and goes with whatever
+            # comes meanwhile, as one webhook: a service batches its events.
+            self._lingering.append(pending)
+            if self._linger_task is None:
+                self._linger_task = asyncio.get_running_loop().create_task(self._send_lingering())
+            return []
         if not self._pending:
             status, ids = await self._attempt(pending, FIRST_ATTEMPT_S)
             if status is not None and status >= 300 and not _retryable(status) and wait:
@@ -208,6 +220,38 @@ class GatewayLink:
         await self._journal(_Entry(add=pending))
         self._wake.set()
         return []
+
+    async def _send_lingering(self) -> None:
+        """One sender at a time, in order: what lingered, in batches, then again while more
+        arrived meanwhile; whatever it cannot deliver at once joins the retry queue."""
+        items: list[_Pending] = []
+        try:
+            while self._lingering:
+                await asyncio.sleep(LINGER_S)
+                items, self._lingering = self._lingering, []
+                while items:
+                    count, batch = _batch(items)
+                    status = None
+                    if not self._pending:  # nothing may overtake what waits for a retry
+                        status, _ = await self._attempt(batch, FIRST_ATTEMPT_S)
+                    if status is None or _retryable(status):
+                        break
+                    del items[:count]
+                if items:
+                    await self._queue(items)  # this batch and the rest, behind the backlog
+                    items = []
+        except asyncio.CancelledError:
+            await self._queue(items)  # close(): nothing lingering is lost
+            raise
+        finally:
+            self._linger_task = None
+
+    async def _queue(self, items: list[_Pending]) -> None:
+        """Queue `items` for the retry loop, durably."""
+        self._pending.extend(items)
+        for item in items:
+            await self._journal(_Entry(add=item))
+        self._wake.set()
 
     async def _attempt(self, item: _Pending, timeout_s: float) -> tuple[int | None, list[str]]:
         url = f"{self.gateway_url}/platform/v1/{item.service}/webhook"
@@ -258,6 +302,13 @@ class GatewayLink:
         await asyncio.to_thread(_append_durably, self.queue_path, _line(entry))
 
     async def close(self) -> None:
+        if self._linger_task is not None:  # what lingers is queued (journaled), not lost
+            self._linger_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._linger_task
+        if self._lingering:
+            items, self._lingering = self._lingering, []
+            await self._queue(items)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

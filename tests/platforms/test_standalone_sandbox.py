@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import msgspec
 import pytest
+from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, HttpPlatformConfig, load_config
 from gateway.http.sandbox_server import LINK, create_sandbox_app
 from gateway.platforms.ingress import key_claim_message
-from gateway.platforms.sandbox_link import read_queue
+from gateway.platforms.sandbox_link import GatewayLink, read_queue
 from tests.conftest import admin_headers, make_config
 from tests.http import providers
 from tests.http.relay_support import ThirdPartyUser, events_of, eventually, inbox, sandbox_user
@@ -250,3 +252,59 @@ def test_the_webhook_queue_journal_replays_adds_and_drops_and_ignores_a_torn_lin
         ("whatsapp", b"c"), ("messenger", b"d"),
     ]  # fmt: skip
     assert read_queue(tmp_path / "missing.jsonl") == []
+
+
+def _typing_webhook(n: int) -> dict[str, Any]:
+    return {"object": "instagram", "entry": [{"id": "1", "messaging": [{"n": n}]}]}
+
+
+async def test_webhooks_nobody_waits_for_go_together_and_survive_an_outage(
+    aiohttp_server: Any, tmp_path: Path
+) -> None:
+    # A recording stand-in for the gateway's webhook endpoint: this test is about the link.
+    received: list[dict[str, Any]] = []
+    answer = {"status": 503}
+
+    async def webhook(request: web.Request) -> web.Response:
+        if answer["status"] != 200:
+            return web.json_response({}, status=answer["status"])
+        received.append(await request.json())
+        return web.json_response({"ids": []})
+
+    app = web.Application()
+    app.router.add_post("/platform/v1/{service}/webhook", webhook)
+    server = await aiohttp_server(app)
+    queue = tmp_path / "queue.jsonl"
+    async with aiohttp.ClientSession() as session:
+        link = GatewayLink(str(server.make_url("")), SECRET, session, queue, retry_base_s=0.01)
+        link.start()
+        try:
+            answer["status"] = 200
+            for n in range(3):  # statuses and typing: nobody waits for them
+                assert await link.post("instagram", _typing_webhook(n), wait=False) == []
+
+            async def batched() -> bool:
+                return len(received) >= 1
+
+            await eventually(batched)
+            assert len(received) == 1  # one webhook carrying the three, in order
+            assert [e["messaging"][0]["n"] for e in received[0]["entry"]] == [0, 1, 2]
+
+            answer["status"] = 503  # the gateway is away: they wait in the journal
+            for n in range(3, 5):
+                await link.post("instagram", _typing_webhook(n), wait=False)
+
+            async def queued() -> bool:
+                return link.pending == 2
+
+            await eventually(queued)
+            assert len(read_queue(queue)) == 2
+            answer["status"] = 200
+
+            async def delivered() -> bool:
+                return link.pending == 0
+
+            await eventually(delivered)
+            assert [e["messaging"][0]["n"] for r in received[1:] for e in r["entry"]] == [3, 4]
+        finally:
+            await link.close()
