@@ -16,6 +16,7 @@ from gateway import secretfiles
 from gateway.config import Config, parse_listen
 from gateway.http import (
     audit,
+    event_socket,
     events,
     groups,
     key_routes,
@@ -413,6 +414,8 @@ def create_app(
     )
     app[CONFIG] = config
     log_shutdown(app)
+    # Event sockets are served apart from aiohttp's requests: they close at shutdown here.
+    app.on_shutdown.append(event_socket.close_sockets)
     app.cleanup_ctx.append(storage_ctx)
     app.cleanup_ctx.append(secrets_ctx)
     app.cleanup_ctx.append(audit.audit_ctx)

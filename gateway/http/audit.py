@@ -21,6 +21,7 @@ from gateway.service.audit.checkpoints import load_signer
 from gateway.service.audit.export import export_lines, parse_instant
 from gateway.service.audit.log import AuditContext, AuditLog
 from gateway.service.audit.pseudonym import load_pseudonymizer
+from gateway.service.principal import Principal
 from gateway.store import StoreError
 
 log = structlog.get_logger("gateway.audit")
@@ -128,15 +129,25 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
 async def _record(
     request: web.Request, ctx: AuditContext, status: int, problem: str | None
 ) -> None:
-    ctx.finish()
-    if problem is not None:
-        ctx.attrs.setdefault("problem", problem)
     if ctx.payload_size is None and request.content_length:
         ctx.payload_size = request.content_length  # declared, the body was not read
     # Router misses are named by what went wrong, not by the route they came near.
     action = UNMATCHED.get(status) if request.match_info.http_exception is not None else None
+    await _write(request.app, ctx, status, problem, action)
+
+
+async def _write(
+    app: web.Application,
+    ctx: AuditContext,
+    status: int,
+    problem: str | None,
+    action: str | None,
+) -> None:
+    ctx.finish()
+    if problem is not None:
+        ctx.attrs.setdefault("problem", problem)
     try:
-        await request.app[AUDIT_LOG].record_request(ctx, status=status, action=action)
+        await app[AUDIT_LOG].record_request(ctx, status=status, action=action)
     except Exception as exc:
         # Requests with effects write their record in the effect's own transaction; this is
         # the record of a request without one, and failing it would not undo the answer.
@@ -144,17 +155,20 @@ async def _record(
         log.error("audit_write_failed", error=type(exc).__name__)
 
 
-async def audit_socket_ack(request: web.Request, status: int, problem: str | None) -> None:
-    """Record an ack sent on the events WebSocket `request` as `POST /v1/events/ack` is."""
+async def audit_socket_ack(
+    app: web.Application, request_id: str, who: Principal, status: int, problem: str | None
+) -> None:
+    """Record an ack sent on an events WebSocket (opened by request `request_id`, as `who`)
+    as `POST /v1/events/ack` is."""
     route = "/v1/events/ack"
     ctx = AuditContext(
-        request_id=request[REQUEST_ID],
+        request_id=request_id,
         method="POST",
         route=route,
         action=action_for("POST", route),
-        who=lambda: principal(request),
+        who=lambda: who,
     )
-    await _record(request, ctx, status, problem)
+    await _write(app, ctx, status, problem, None)
 
 
 routes = web.RouteTableDef()

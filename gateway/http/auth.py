@@ -112,11 +112,16 @@ async def authenticate_provider(request: web.Request, token: str) -> Principal:
 
 async def spend_limit(request: web.Request, bucket_class: str, who: str) -> None:
     """Spend one token of `who`'s `bucket_class` bucket, or raise RateLimited."""
-    limits = request.app[CONFIG].limits
+    await spend_app_limit(request.app, bucket_class, who)
+
+
+async def spend_app_limit(app: web.Application, bucket_class: str, who: str) -> None:
+    """`spend_limit` outside a request (a message on an event socket)."""
+    limits = app[CONFIG].limits
     if not limits.enabled:
         return
     bucket = getattr(limits, bucket_class)
-    wait = await request.app[RATE_LIMITER].take(f"{who}:{bucket_class}", bucket)
+    wait = await app[RATE_LIMITER].take(f"{who}:{bucket_class}", bucket)
     if wait > 0:
         raise RateLimited(
             f"Too many requests in the {bucket_class!r} class; retry later.",

@@ -32,20 +32,35 @@ ProviderState = Callable[[str], Awaitable[str | None]]
 
 
 class Stream:
-    """One open stream: `ended` is set, with `close_code`, when it must stop; `on_end`, if
-    set, is called then (a socket closes itself without a task waiting on `ended`)."""
+    """One open stream of `client_id`: it ends, with `close_code`, when it must stop. A long
+    poll waits for that (`wait_ended`); a socket sets `on_end`, called then, so that no task
+    waits while the socket is idle."""
 
-    __slots__ = ("close_code", "ended", "on_end")
+    __slots__ = ("_ended", "client_id", "close_code", "on_end", "socket")
 
-    def __init__(self) -> None:
-        self.ended = asyncio.Event()
+    def __init__(self, client_id: str, socket: bool) -> None:
+        self.client_id = client_id
+        self.socket = socket
         self.close_code = 0
         self.on_end: Callable[[], None] | None = None
+        self._ended: asyncio.Event | None = None  # made by the first waiter only
+
+    @property
+    def is_ended(self) -> bool:
+        return self.close_code != 0
+
+    async def wait_ended(self) -> None:
+        if self.close_code:
+            return
+        if self._ended is None:
+            self._ended = asyncio.Event()
+        await self._ended.wait()
 
     def end(self, close_code: int) -> None:
-        if not self.ended.is_set():
+        if not self.close_code:
             self.close_code = close_code
-            self.ended.set()
+            if self._ended is not None:
+                self._ended.set()
             if self.on_end is not None:
                 self.on_end()
 
@@ -59,6 +74,7 @@ class EventStreams:
         self._streams: dict[str, set[Stream]] = {}
         self._sockets: dict[str, int] = {}
         self._checks: set[asyncio.Task[None]] = set()
+        self._no_sockets: asyncio.Event | None = None  # set when the last socket goes
         # Called with the client id of a provider found suspended (the webhook pusher).
         self.listeners: list[Callable[[str], None]] = []
 
@@ -66,9 +82,8 @@ class EventStreams:
         """Whether the provider may still be served events."""
         return await self._state(client_id) == "active"
 
-    @contextlib.contextmanager
-    def open(self, client_id: str, *, socket: bool = False) -> Iterator[Stream]:
-        """Register a stream of `client_id` while the block runs; a socket counts to the cap."""
+    def register(self, client_id: str, *, socket: bool = False) -> Stream:
+        """A stream of `client_id`, registered until `release`; a socket counts to the cap."""
         if socket:
             if self._sockets.get(client_id, 0) >= self._max_sockets:
                 raise Conflict(
@@ -77,20 +92,46 @@ class EventStreams:
                     max_sockets=self._max_sockets,
                 )
             self._sockets[client_id] = self._sockets.get(client_id, 0) + 1
-        stream = Stream()
+        stream = Stream(client_id, socket)
         self._streams.setdefault(client_id, set()).add(stream)
+        return stream
+
+    def release(self, stream: Stream) -> None:
+        client_id = stream.client_id
+        streams = self._streams.get(client_id)
+        if streams is None or stream not in streams:
+            return
+        streams.discard(stream)
+        if not streams:
+            del self._streams[client_id]
+        if stream.socket:
+            left = self._sockets.pop(client_id, 1) - 1
+            if left:
+                self._sockets[client_id] = left
+            elif not self._sockets and self._no_sockets is not None:
+                self._no_sockets.set()
+
+    @contextlib.contextmanager
+    def open(self, client_id: str, *, socket: bool = False) -> Iterator[Stream]:
+        """Register a stream of `client_id` while the block runs; a socket counts to the cap."""
+        stream = self.register(client_id, socket=socket)
         try:
             yield stream
         finally:
-            streams = self._streams.get(client_id)
-            if streams is not None:
-                streams.discard(stream)
-                if not streams:
-                    del self._streams[client_id]
-            if socket:
-                left = self._sockets.pop(client_id, 1) - 1
-                if left:
-                    self._sockets[client_id] = left
+            self.release(stream)
+
+    async def sockets_closed(self) -> None:
+        """Return once no socket is registered here."""
+        while self._sockets:
+            self._no_sockets = asyncio.Event()
+            await self._no_sockets.wait()
+
+    def end_sockets(self, close_code: int) -> None:
+        """End every socket here (the server is stopping); long polls run on."""
+        for streams in list(self._streams.values()):
+            for stream in list(streams):
+                if stream.socket:
+                    stream.end(close_code)
 
     def changed(self, client_id: str | None) -> None:
         """A provider's state changed (None: maybe anyone's): end its streams if not active."""

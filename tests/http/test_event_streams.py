@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from aiohttp import WSMsgType
+from aiohttp import WSCloseCode, WSMsgType
 
 from gateway.app import create_app
 from gateway.config import BucketConfig, Config
@@ -194,3 +194,14 @@ async def test_suspension_on_one_replica_closes_a_socket_on_another(
         assert msg.type == WSMsgType.CLOSE
         assert msg.data == CLOSE_SUSPENDED
         await problem(await asyncio.wait_for(waiting, 5), 403, "/problems/provider-suspended")
+
+
+async def test_shutdown_closes_sockets_going_away(sclient: Any) -> None:
+    token = await register_provider(sclient.app, "acme")
+    async with sclient.ws_connect("/v1/events/ws", headers=bearer(token)) as ws:
+        stopping = asyncio.ensure_future(sclient.server.close())
+        msg = await ws.receive(timeout=5)
+        assert msg.type == WSMsgType.CLOSE
+        assert msg.data == WSCloseCode.GOING_AWAY
+        assert msg.extra == "server shutting down"
+        await asyncio.wait_for(stopping, 5)  # the server did not wait out the close timeout
