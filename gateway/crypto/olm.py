@@ -95,6 +95,11 @@ class OlmParty:
     ) -> None:
         self.account = account or vodozemac.Account()
         self.sessions: dict[str, list[vodozemac.Session]] = sessions or {}
+        # Pickles of sessions unchanged since they were last pickled, under `_pickle_key`:
+        # id(session) -> (the session, its pickle). The entry holds the session, so its id is
+        # not reused while the entry exists; a session that encrypts or decrypts loses it.
+        self._pickled: dict[int, tuple[vodozemac.Session, str]] = {}
+        self._pickle_key = b""
 
     @property
     def identity_key(self) -> str:
@@ -154,6 +159,7 @@ class OlmParty:
                 vodozemac.Curve25519PublicKey.from_base64(one_time_key),
             )
             self._remember(peer_identity_key, session)
+        self._pickled.pop(id(session), None)
         msg_type, body = session.encrypt(plaintext).to_parts()
         return OlmCiphertext(type=msg_type, body=body, sender_key=self.identity_key)
 
@@ -172,6 +178,7 @@ class OlmParty:
             try:
                 if pre_key is not None and not session.session_matches(pre_key):
                     continue
+                self._pickled.pop(id(session), None)  # its ratchet may move
                 return bytes(session.decrypt(olm_message))
             except vodozemac.OlmDecryptionException:
                 continue
@@ -186,15 +193,20 @@ class OlmParty:
 
     def pickle(self, key: bytes) -> bytes:
         """Serialise account and sessions, vodozemac-pickled under the caller's 32-byte key."""
-        return msgspec.json.encode(
-            _Pickled(
-                account=self.account.pickle(key),
-                sessions={
-                    peer: [s.pickle(key) for s in sessions]
-                    for peer, sessions in self.sessions.items()
-                },
-            )
-        )
+        if key != self._pickle_key:
+            self._pickled, self._pickle_key = {}, key
+        known, pickled = self._pickled, {}
+        sessions: dict[str, list[str]] = {}
+        for peer, peer_sessions in self.sessions.items():
+            pickles = sessions[peer] = []
+            for session in peer_sessions:
+                hit = known.get(id(session))
+                if hit is None or hit[0] is not session:
+                    hit = (session, session.pickle(key))
+                pickled[id(session)] = hit
+                pickles.append(hit[1])
+        self._pickled = pickled  # sessions dropped since are forgotten
+        return msgspec.json.encode(_Pickled(account=self.account.pickle(key), sessions=sessions))
 
     @classmethod
     def from_pickle(cls, data: bytes, key: bytes) -> OlmParty:
