@@ -75,6 +75,9 @@ class HttpPlatform:
         self._senders: set[tuple[str, str]] = set()
         # Set, and replaced, each time a message's native id record commits (`record_written`).
         self._recorded = asyncio.Event()
+        # (service, native id) -> gateway id, from the service's answer until the record of it
+        # commits: a status that comes back meanwhile finds its message here.
+        self._unrecorded: dict[tuple[str, str], str] = {}
 
     def endpoint(self, service: str) -> PlatformEndpoint | None:
         endpoint = self.config.services.get(service)
@@ -136,11 +139,26 @@ class HttpPlatform:
         self._senders.add((service, native_id))
 
     async def _remember_message(self, item: Outgoing, native_id: str) -> None:
+        key = (item.service, native_id)
+        self._unrecorded[key] = item.id  # before any await: the answer is read, the id known
+
         async def unit(tx: Tx) -> None:
             await platform_store.remember_message(tx, item.service, native_id, item.id, now_ms())
             tx.on_commit(self._announce_record)
 
-        await self.store.write("platform_message_id", unit)
+        try:
+            await self.store.write("platform_message_id", unit)
+        finally:
+            self._unrecorded.pop(key, None)
+
+    def unrecorded_message_id(self, service: str, *native_ids: str) -> str | None:
+        """The gateway id of a message this process sent as one of `native_ids` (spellings of
+        one id) whose record is still being written, else None (look in the store)."""
+        for native_id in native_ids:
+            found = self._unrecorded.get((service, native_id))
+            if found is not None:
+                return found
+        return None
 
     def _announce_record(self) -> None:
         recorded, self._recorded = self._recorded, asyncio.Event()

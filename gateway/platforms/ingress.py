@@ -269,9 +269,13 @@ class Ingress:
 
     async def _gateway_id(self, service: str, native_id: str) -> str | None:
         # WhatsApp's translator strips the `wamid.` prefix the service answered with.
-        return await platform_store.message_id(
-            self.platform.store, service, native_id, f"wamid.{native_id}"
-        )
+        alias = f"wamid.{native_id}"
+        # A status can come back before the record of its message's native id commits: the id
+        # is known here from the service's answer to the send, so the status need not wait.
+        sent = self.platform.unrecorded_message_id(service, native_id, alias)
+        if sent is not None:
+            return sent
+        return await platform_store.message_id(self.platform.store, service, native_id, alias)
 
 
 def _mentioned_ids(doc: dict[str, Any]) -> set[str]:

@@ -249,3 +249,42 @@ async def test_a_status_that_overtakes_its_messages_record_waits_for_it(meta: An
     assert response.status == 200, await response.text()
     (receipt,) = await events_of(client, "acme", "receipt")
     assert (receipt["message_id"], receipt["status"]) == (body["id"], "delivered")
+
+
+async def test_a_status_back_before_its_messages_record_commits_is_taken_at_once(
+    meta: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, fake = meta
+    peer = f"mimi://whatsapp/u/{WA_USER}"
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    store = client.app[STORE]
+    held, writing = asyncio.Event(), asyncio.Event()
+    write = store.write
+
+    async def holding_records(name: str, unit: Any) -> Any:
+        if name == "platform_message_id":  # the record of the native id, held back
+            writing.set()
+            await held.wait()
+        return await write(name, unit)
+
+    monkeypatch.setattr(store, "write", holding_records)
+    native = {"type": "text", "text": {"body": "quick status"}}
+    body = alice.message(peer, encrypted=await alice.encrypt_for(peer, native))
+    assert (await alice.send(body)).status == 202
+    async with asyncio.timeout(5):
+        await writing.wait()  # the service answered the send; its record is not written
+    status = {"id": "wamid.N1", "status": "delivered", "timestamp": str(int(time.time())),
+              "recipient_id": WA_USER}  # fmt: skip
+    raw, headers = signed(wa_webhook({"statuses": [status]}, fake.received[0]["from"]))
+    try:
+        async with asyncio.timeout(0.4):  # less than a status waits for a record in the store
+            response = await client.post(
+                "/platform/v1/whatsapp/webhook", data=raw, headers=headers
+            )
+        assert response.status == 200, await response.text()
+        assert (await response.json())["accepted"] == 1
+    finally:
+        held.set()
+    (receipt,) = await events_of(client, "acme", "receipt")
+    assert (receipt["message_id"], receipt["status"]) == (body["id"], "delivered")
