@@ -288,3 +288,49 @@ async def test_a_status_back_before_its_messages_record_commits_is_taken_at_once
         held.set()
     (receipt,) = await events_of(client, "acme", "receipt")
     assert (receipt["message_id"], receipt["status"]) == (body["id"], "delivered")
+
+
+async def test_a_webhook_of_several_statuses_relays_each_once_and_a_bad_one_alone(
+    meta: Any,
+) -> None:
+    client, fake = meta
+    peer = f"mimi://whatsapp/u/{WA_USER}"
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    sent = []
+    for n in range(3):
+        native = {"type": "text", "text": {"body": f"batched {n}"}}
+        body = alice.message(peer, encrypted=await alice.encrypt_for(peer, native))
+        assert (await alice.send(body)).status == 202
+        sent.append(body["id"])
+    store = client.app[STORE]
+
+    async def recorded() -> bool:
+        return await store.fetchval("SELECT COUNT(*) FROM platform_message_ids") == 3
+
+    await eventually(recorded)
+    alice_native = fake.received[0]["from"]
+    now = str(int(time.time()))
+
+    def statuses(number: str, *ids: str) -> dict[str, Any]:
+        metadata = {"display_phone_number": number, "phone_number_id": number}
+        value = {"messaging_product": "whatsapp", "metadata": metadata, "statuses": [
+            {"id": i, "status": "delivered", "timestamp": now, "recipient_id": WA_USER}
+            for i in ids
+        ]}  # fmt: skip
+        return {"id": number, "changes": [{"field": "messages", "value": value}]}
+
+    # Meta batches: two statuses, one for a number that is no user of ours (refused on its
+    # own), then the third.
+    webhook = {"object": "whatsapp_business_account", "entry": [
+        statuses(alice_native, "wamid.N1", "wamid.N2"), statuses("999000111", "wamid.N3"),
+        statuses(alice_native, "wamid.N3"),
+    ]}  # fmt: skip
+    raw, headers = signed(webhook)
+    for _ in range(2):  # Meta may post a webhook again: nothing reaches the provider twice
+        response = await client.post("/platform/v1/whatsapp/webhook", data=raw, headers=headers)
+        assert response.status == 200, await response.text()
+        assert (await response.json())["accepted"] == 3
+    receipts = await events_of(client, "acme", "receipt")
+    assert sorted(r["message_id"] for r in receipts) == sorted(sent)
+    assert {r["status"] for r in receipts} == {"delivered"}
