@@ -99,6 +99,9 @@ class OlmParty:
         # id(session) -> (the session, its pickle). The entry holds the session, so its id is
         # not reused while the entry exists; a session that encrypts or decrypts loses it.
         self._pickled: dict[int, tuple[vodozemac.Session, str]] = {}
+        # The account's pickle under `_pickle_key` while the account is unchanged (it changes
+        # when it makes keys or an inbound session takes a one-time key).
+        self._account_pickle: str | None = None
         self._pickle_key = b""
 
     @property
@@ -115,6 +118,7 @@ class OlmParty:
 
     def key_bundle(self, one_time_keys: int, *, fallback: bool = False) -> KeyBundle:
         """Generate `one_time_keys` fresh signed keys (and a fallback key) to publish."""
+        self._account_pickle = None
         if one_time_keys:
             self.account.generate_one_time_keys(one_time_keys)
         otks = {
@@ -184,6 +188,7 @@ class OlmParty:
                 continue
         if pre_key is None:
             raise DecryptionFailed("no session with this sender decrypts the message")
+        self._account_pickle = None  # a one-time key is taken
         try:
             session, plaintext = self.account.create_inbound_session(sender, pre_key)
         except (vodozemac.SessionCreationException, vodozemac.DecodeException) as exc:
@@ -192,9 +197,12 @@ class OlmParty:
         return bytes(plaintext)
 
     def pickle(self, key: bytes) -> bytes:
-        """Serialise account and sessions, vodozemac-pickled under the caller's 32-byte key."""
+        """Serialise account and sessions, vodozemac-pickled under the caller's 32-byte key;
+        what did not change since the last pickle under that key is not pickled again."""
         if key != self._pickle_key:
-            self._pickled, self._pickle_key = {}, key
+            self._pickled, self._account_pickle, self._pickle_key = {}, None, key
+        if self._account_pickle is None:
+            self._account_pickle = self.account.pickle(key)
         known, pickled = self._pickled, {}
         sessions: dict[str, list[str]] = {}
         for peer, peer_sessions in self.sessions.items():
@@ -206,7 +214,7 @@ class OlmParty:
                 pickled[id(session)] = hit
                 pickles.append(hit[1])
         self._pickled = pickled  # sessions dropped since are forgotten
-        return msgspec.json.encode(_Pickled(account=self.account.pickle(key), sessions=sessions))
+        return msgspec.json.encode(_Pickled(account=self._account_pickle, sessions=sessions))
 
     @classmethod
     def from_pickle(cls, data: bytes, key: bytes) -> OlmParty:

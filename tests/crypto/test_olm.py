@@ -133,3 +133,16 @@ def test_a_pickle_holds_every_session_as_it_is_now() -> None:
     assert restored.decrypt(alice.encrypt(bob.identity_key, b"a3")) == b"a3"
     other_key = os.urandom(32)  # pickled under another key: nothing cached is reused
     assert OlmParty.from_pickle(bob.pickle(other_key), other_key).identity_key == bob.identity_key
+
+
+def test_a_pickle_holds_the_account_as_it_is_now() -> None:
+    """The account is pickled again once an inbound session takes one of its one-time keys."""
+    dave, bob = OlmParty(), OlmParty()
+    key = os.urandom(32)
+    (otk,) = bob.key_bundle(1).one_time_keys.values()
+    bob.pickle(key)  # the account pickled with its one-time key unused
+    first = dave.encrypt(bob.identity_key, b"d1", one_time_key=otk.key)
+    assert bob.decrypt(first) == b"d1"
+    restored = OlmParty.from_pickle(bob.pickle(key), key)
+    with pytest.raises(DecryptionFailed):
+        restored.decrypt(first)  # a replay: the one-time key is gone from the account
