@@ -263,7 +263,7 @@ async def test_a_status_back_before_its_messages_record_commits_is_taken_at_once
     write = store.write
 
     async def holding_records(name: str, unit: Any) -> Any:
-        if name == "platform_message_id":  # the record of the native id, held back
+        if name == "platform_message_ids":  # the record of the native id, held back
             writing.set()
             await held.wait()
         return await write(name, unit)
@@ -334,3 +334,42 @@ async def test_a_webhook_of_several_statuses_relays_each_once_and_a_bad_one_alon
     receipts = await events_of(client, "acme", "receipt")
     assert sorted(r["message_id"] for r in receipts) == sorted(sent)
     assert {r["status"] for r in receipts} == {"delivered"}
+
+
+async def test_records_of_sends_answered_together_are_one_unit_and_share_its_fate(
+    meta: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = meta
+    store, platform = client.app[STORE], client.app[PLATFORM]
+    assert isinstance(platform, HttpPlatform)
+    units: list[str] = []
+    write = store.write
+    failing = {"on": False}
+
+    async def counting(name: str, unit: Any) -> Any:
+        units.append(name)
+        if failing["on"]:
+            raise RuntimeError("disk full")
+        return await write(name, unit)
+
+    monkeypatch.setattr(store, "write", counting)
+
+    def sent(n: int) -> Outgoing:
+        return Outgoing(
+            id=f"gw_{n}", kind="message", service="whatsapp", sender="mimi://acme/u/alice",
+            recipient=f"mimi://whatsapp/u/{WA_USER}", sent_at=0, payload={},
+        )  # fmt: skip
+
+    await asyncio.gather(*(platform._remember_message(sent(n), f"wamid.T{n}") for n in range(5)))
+    assert units == ["platform_message_ids"]
+    for n in range(5):
+        found = await store.fetchval(
+            "SELECT message_id FROM platform_message_ids WHERE native_id = $1", f"wamid.T{n}"
+        )
+        assert found == f"gw_{n}"
+    failing["on"] = True  # a record not written: each of its sends is told (and retried)
+    results = await asyncio.gather(
+        *(platform._remember_message(sent(n), f"wamid.F{n}") for n in range(5, 7)),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]
