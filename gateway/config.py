@@ -113,8 +113,10 @@ class MediaConfig(_Section, frozen=True):
 
 
 class RelayConfig(_Section, frozen=True):
-    # Delivery workers: conversations delivered at once, rows claimed per round, fallback poll.
-    concurrency: Positive = 16
+    # Delivery workers: conversations delivered at once (across the two rounds in flight, each
+    # of up to claim_batch / claim_per_conversation conversations), rows claimed per round,
+    # fallback poll.
+    concurrency: Positive = 32
     claim_batch: Positive = 256
     # Consecutive rows of one conversation claimed per round, delivered in order.
     claim_per_conversation: Positive = 16

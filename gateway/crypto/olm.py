@@ -95,6 +95,14 @@ class OlmParty:
     ) -> None:
         self.account = account or vodozemac.Account()
         self.sessions: dict[str, list[vodozemac.Session]] = sessions or {}
+        # Pickles of sessions unchanged since they were last pickled, under `_pickle_key`:
+        # id(session) -> (the session, its pickle). The entry holds the session, so its id is
+        # not reused while the entry exists; a session that encrypts or decrypts loses it.
+        self._pickled: dict[int, tuple[vodozemac.Session, str]] = {}
+        # The account's pickle under `_pickle_key` while the account is unchanged (it changes
+        # when it makes keys or an inbound session takes a one-time key).
+        self._account_pickle: str | None = None
+        self._pickle_key = b""
 
     @property
     def identity_key(self) -> str:
@@ -110,6 +118,7 @@ class OlmParty:
 
     def key_bundle(self, one_time_keys: int, *, fallback: bool = False) -> KeyBundle:
         """Generate `one_time_keys` fresh signed keys (and a fallback key) to publish."""
+        self._account_pickle = None
         if one_time_keys:
             self.account.generate_one_time_keys(one_time_keys)
         otks = {
@@ -154,6 +163,7 @@ class OlmParty:
                 vodozemac.Curve25519PublicKey.from_base64(one_time_key),
             )
             self._remember(peer_identity_key, session)
+        self._pickled.pop(id(session), None)
         msg_type, body = session.encrypt(plaintext).to_parts()
         return OlmCiphertext(type=msg_type, body=body, sender_key=self.identity_key)
 
@@ -172,11 +182,13 @@ class OlmParty:
             try:
                 if pre_key is not None and not session.session_matches(pre_key):
                     continue
+                self._pickled.pop(id(session), None)  # its ratchet may move
                 return bytes(session.decrypt(olm_message))
             except vodozemac.OlmDecryptionException:
                 continue
         if pre_key is None:
             raise DecryptionFailed("no session with this sender decrypts the message")
+        self._account_pickle = None  # a one-time key is taken
         try:
             session, plaintext = self.account.create_inbound_session(sender, pre_key)
         except (vodozemac.SessionCreationException, vodozemac.DecodeException) as exc:
@@ -185,16 +197,24 @@ class OlmParty:
         return bytes(plaintext)
 
     def pickle(self, key: bytes) -> bytes:
-        """Serialise account and sessions, vodozemac-pickled under the caller's 32-byte key."""
-        return msgspec.json.encode(
-            _Pickled(
-                account=self.account.pickle(key),
-                sessions={
-                    peer: [s.pickle(key) for s in sessions]
-                    for peer, sessions in self.sessions.items()
-                },
-            )
-        )
+        """Serialise account and sessions, vodozemac-pickled under the caller's 32-byte key;
+        what did not change since the last pickle under that key is not pickled again."""
+        if key != self._pickle_key:
+            self._pickled, self._account_pickle, self._pickle_key = {}, None, key
+        if self._account_pickle is None:
+            self._account_pickle = self.account.pickle(key)
+        known, pickled = self._pickled, {}
+        sessions: dict[str, list[str]] = {}
+        for peer, peer_sessions in self.sessions.items():
+            pickles = sessions[peer] = []
+            for session in peer_sessions:
+                hit = known.get(id(session))
+                if hit is None or hit[0] is not session:
+                    hit = (session, session.pickle(key))
+                pickled[id(session)] = hit
+                pickles.append(hit[1])
+        self._pickled = pickled  # sessions dropped since are forgotten
+        return msgspec.json.encode(_Pickled(account=self._account_pickle, sessions=sessions))
 
     @classmethod
     def from_pickle(cls, data: bytes, key: bytes) -> OlmParty:

@@ -75,6 +75,13 @@ class HttpPlatform:
         self._senders: set[tuple[str, str]] = set()
         # Set, and replaced, each time a message's native id record commits (`record_written`).
         self._recorded = asyncio.Event()
+        # (service, native id) -> gateway id, from the service's answer until the record of it
+        # commits: a status that comes back meanwhile finds its message here.
+        self._unrecorded: dict[tuple[str, str], str] = {}
+        # Records of native ids waiting for their write unit, and the future it resolves.
+        self._records: list[tuple[str, str, str]] = []
+        self._records_written: asyncio.Future[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def endpoint(self, service: str) -> PlatformEndpoint | None:
         endpoint = self.config.services.get(service)
@@ -136,11 +143,48 @@ class HttpPlatform:
         self._senders.add((service, native_id))
 
     async def _remember_message(self, item: Outgoing, native_id: str) -> None:
+        """Record the service's native id of a message sent; return once it is committed. The
+        records of the sends answered in one turn of the event loop are one write unit."""
+        key = (item.service, native_id)
+        self._unrecorded[key] = item.id  # before any await: the answer is read, the id known
+        self._records.append((item.service, native_id, item.id))
+        written = self._records_written
+        if written is None:
+            written = self._records_written = asyncio.get_running_loop().create_future()
+            written.add_done_callback(_retrieved)
+            self._keep(asyncio.get_running_loop().create_task(self._write_records(written)))
+        try:
+            await asyncio.shield(written)
+        finally:
+            self._unrecorded.pop(key, None)
+
+    async def _write_records(self, written: asyncio.Future[None]) -> None:
+        await asyncio.sleep(0)  # the sends answered in this turn of the loop join
+        records, self._records, self._records_written = self._records, [], None
+
         async def unit(tx: Tx) -> None:
-            await platform_store.remember_message(tx, item.service, native_id, item.id, now_ms())
+            await platform_store.remember_messages(tx, records, now_ms())
             tx.on_commit(self._announce_record)
 
-        await self.store.write("platform_message_id", unit)
+        try:
+            await self.store.write("platform_message_ids", unit)
+        except Exception as exc:  # each sender's delivery fails with it (and is retried)
+            written.set_exception(exc)
+        else:
+            written.set_result(None)
+
+    def _keep(self, task: asyncio.Task[None]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def unrecorded_message_id(self, service: str, *native_ids: str) -> str | None:
+        """The gateway id of a message this process sent as one of `native_ids` (spellings of
+        one id) whose record is still being written, else None (look in the store)."""
+        for native_id in native_ids:
+            found = self._unrecorded.get((service, native_id))
+            if found is not None:
+                return found
+        return None
 
     def _announce_record(self) -> None:
         recorded, self._recorded = self._recorded, asyncio.Event()
@@ -267,7 +311,13 @@ class HttpPlatform:
         return _message_id(data)
 
     async def close(self) -> None:
-        return None
+        await asyncio.gather(*self._tasks, return_exceptions=True)  # records being written
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark a failure seen even if every waiter was cancelled (each one sees it otherwise)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def _message_id(data: bytes) -> str | None:

@@ -14,12 +14,11 @@ a third-party user's keys (`claim_keys`), signed over `GET <path>?user=<URI>&for
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import msgspec
 import structlog
@@ -102,6 +101,14 @@ RECEIPT_GRACE_MS = 30_000
 OVERTAKE_WAIT_S = 0.5
 
 
+class BatchSink(InboundSink, Protocol):
+    """The relay's receiving side, taking a webhook's items together."""
+
+    async def receive_many(self, items: list[Inbound]) -> list[str | GatewayError]:
+        """Accept the items in one unit, in order: each one's gateway id or its refusal."""
+        ...
+
+
 class Ingress:
     """Turns one service webhook into relay items."""
 
@@ -109,7 +116,7 @@ class Ingress:
         self,
         config: Config,
         platform: HttpPlatform,
-        inbound: InboundSink,
+        inbound: BatchSink,
         *,
         set_consent: ConsentSetter | None = None,
         third_party_keys: ThirdPartyKeys | None = None,
@@ -182,22 +189,15 @@ class Ingress:
             item = await self._item(service, event)
             if item is not None:
                 items.append(item)
-        # In order within a conversation; conversations side by side, so that a webhook of
-        # many statuses is written in one group commit rather than one commit after another.
-        runs: dict[tuple[str, str], list[int]] = {}
-        for index, item in enumerate(items):
-            runs.setdefault((item.sender, item.recipient), []).append(index)
-        taken: dict[int, str] = {}
-
-        async def relay_run(indexes: list[int]) -> None:
-            for index in indexes:
-                try:
-                    taken[index] = await self.inbound.receive(items[index])
-                except GatewayError as exc:  # one unreachable recipient does not fail the batch
-                    log.warning("platform_item_refused", service=service, problem=exc.type)
-
-        await asyncio.gather(*(relay_run(indexes) for indexes in runs.values()))
-        return [taken[index] for index in sorted(taken)]
+        # All of a webhook's items in one write unit, in order; an item refused (its recipient
+        # unreachable) does not fail the others.
+        taken = []
+        for answer in await self.inbound.receive_many(items):
+            if isinstance(answer, GatewayError):
+                log.warning("platform_item_refused", service=service, problem=answer.type)
+            else:
+                taken.append(answer)
+        return taken
 
     async def _consent(self, service: str, doc: dict[str, Any]) -> None:
         if self.set_consent is None:
@@ -269,9 +269,13 @@ class Ingress:
 
     async def _gateway_id(self, service: str, native_id: str) -> str | None:
         # WhatsApp's translator strips the `wamid.` prefix the service answered with.
-        return await platform_store.message_id(
-            self.platform.store, service, native_id, f"wamid.{native_id}"
-        )
+        alias = f"wamid.{native_id}"
+        # A status can come back before the record of its message's native id commits: the id
+        # is known here from the service's answer to the send, so the status need not wait.
+        sent = self.platform.unrecorded_message_id(service, native_id, alias)
+        if sent is not None:
+            return sent
+        return await platform_store.message_id(self.platform.store, service, native_id, alias)
 
 
 def _mentioned_ids(doc: dict[str, Any]) -> set[str]:

@@ -42,6 +42,8 @@ ONE_TIME_KEYS = 20
 REPLENISH_BELOW = 5
 # Unpickled Olm accounts kept in memory (the bench's users and more; a sandbox is small).
 PARTY_CACHE = 4096
+# Users kept in memory once read (a few hundred bytes each).
+USER_CACHE = 100_000
 
 
 def load_sandbox_key(data_dir: Path) -> bytes:
@@ -64,6 +66,8 @@ class SandboxState:
         # uri -> (account, the olm_version it was committed as). Restoring a pickle costs far
         # more than the version read that validates a cached account against the shared row.
         self._parties: dict[str, tuple[OlmParty, int]] = {}
+        # Users found (a user is never changed nor deleted, so any replica may keep it).
+        self._users: dict[str, SandboxUser] = {}
 
     def seal(self, payload: dict[str, Any]) -> bytes:
         nonce = os.urandom(12)
@@ -94,7 +98,16 @@ class SandboxState:
         return await self.store.write("sandbox_user_create", unit)
 
     async def user(self, uri: str) -> SandboxUser | None:
-        return await sandbox_store.user(self.store, uri)
+        """The user of `uri`, read once and then kept (a user is never changed nor deleted);
+        a user not found is looked up again next time (another replica may create it)."""
+        found = self._users.get(uri)
+        if found is None:
+            found = await sandbox_store.user(self.store, uri)
+            if found is not None:
+                if len(self._users) >= USER_CACHE:
+                    self._users.pop(next(iter(self._users)))  # the oldest found
+                self._users[uri] = found
+        return found
 
     async def keys(self, uri: str) -> UserKeys | None:
         """The user's published identity and signing keys."""

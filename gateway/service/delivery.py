@@ -48,6 +48,10 @@ STATS_EVERY_S = 1.0
 # Tries at a unit whose claimed row another replica's transaction holds for a moment.
 LOCKED_ATTEMPTS = 50
 
+# Rounds being delivered at once (each on conversations of its own; `concurrency` bounds the
+# attempts in flight across them).
+ROUNDS_IN_FLIGHT = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -147,20 +151,59 @@ class DeliveryWorker:
         log.info("delivery_stopped", leases_released=released)
 
     async def _run(self) -> None:
-        while not self._stopping:
-            try:
-                busy = await self.run_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the loop outlives any one round; the failure is logged
-                log.exception("delivery_round_failed")
-                busy = False
-            if not busy:
-                await wait_event(self._wakeup, self.config.poll_interval_s)
-                self._wakeup.clear()
+        """Claim a round while fewer than ROUNDS_IN_FLIGHT are being delivered, so that the
+        next round's conversations go out while a round's slowest run ends and its outcomes
+        commit. A conversation with a run in flight is not claimable (its head is leased):
+        rounds never share a conversation, and order within each holds."""
+        rounds: set[asyncio.Task[int]] = set()
+        try:
+            while not self._stopping:
+                if len(rounds) >= ROUNDS_IN_FLIGHT:
+                    await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                try:
+                    rows = await self._claim()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # the loop outlives any one round; the failure is logged
+                    log.exception("delivery_round_failed")
+                    rows = []
+                if rows:
+                    task = asyncio.get_running_loop().create_task(self._round_logged(rows))
+                    rounds.add(task)
+                    task.add_done_callback(rounds.discard)
+                    continue
+                if rounds:
+                    # Nothing claimable beside the rounds under way: the end of one (its
+                    # conversations' next rows become claimable, and new work is looked for).
+                    await asyncio.wait(rounds, return_when=asyncio.FIRST_COMPLETED)
+                else:
+                    await wait_event(self._wakeup, self.config.poll_interval_s)
+            if rounds:  # stopping: the rounds under way finish (stop() bounds the wait)
+                await asyncio.gather(*rounds)
+        finally:
+            for task in rounds:
+                task.cancel()
+            await asyncio.gather(*rounds, return_exceptions=True)
+
+    async def _round_logged(self, rows: list[Claimed]) -> int:
+        try:
+            return await self._deliver_round(rows)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the loop outlives any one round; the failure is logged
+            log.exception("delivery_round_failed")
+            return 0
 
     async def run_once(self) -> bool:
         """Claim runs of conversations, deliver them, record every outcome in one unit."""
+        rows = await self._claim()
+        await self._deliver_round(rows)
+        return bool(rows)
+
+    async def _claim(self) -> list[Claimed]:
+        """Lease the next round's runs (up to claim_per_conversation rows of each conversation,
+        claim_batch in all), starting after the conversation the last round ended with."""
         self._wakeup.clear()
         lease_ms = int(self.config.lease_s * 1000)
         limit, replica = self.config.claim_batch, self.replica_id
@@ -175,10 +218,14 @@ class DeliveryWorker:
             )  # fmt: skip
 
         if self._stopping:
-            return False
+            return []
         rows = await self.store.write("outbox_claim", claim)
         # The next round starts after the last conversation this one took: round robin.
         self._after = rows[-1].conversation if rows else ""
+        return rows
+
+    async def _deliver_round(self, rows: list[Claimed]) -> int:
+        """Deliver a claimed round and record its outcomes; how many rows it finished."""
         runs: dict[str, list[Claimed]] = {}
         for row in rows:
             runs.setdefault(row.conversation, []).append(row)
@@ -187,8 +234,9 @@ class DeliveryWorker:
         outcomes = [outcome for run in done for outcome in run]
         if outcomes:
             await self._record(outcomes)
-        await self._refresh_stats(sum(o.finished for o in outcomes))
-        return bool(rows)
+        finished = sum(o.finished for o in outcomes)
+        await self._refresh_stats(finished)
+        return finished
 
     async def _refresh_stats(self, finished: int = 0) -> None:
         # Counted in memory between counts; the count (other replicas' work) once a second.

@@ -13,6 +13,7 @@ import binascii
 import hashlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -23,6 +24,7 @@ from gateway.clock import now_ms
 from gateway.config import Config
 from gateway.errors import (
     E2EERequired,
+    GatewayError,
     IdempotencyConflict,
     LimitExceeded,
     Overloaded,
@@ -72,6 +74,16 @@ def check_ciphertext(body: str, limit: int) -> None:
         raise LimitExceeded(
             f"Ciphertext is limited to {limit} bytes.", field="$.encrypted.body", limit=limit
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Taking:
+    """A platform item checked and ready to take: its write unit returns (id, fresh)."""
+
+    item: Inbound
+    client_id: str
+    gateway_id: str
+    unit: Callable[[Tx], Awaitable[tuple[str, bool]]]
 
 
 class Relay:
@@ -258,10 +270,46 @@ class Relay:
 
     async def receive(self, item: Inbound) -> str:
         """Accept what a platform user sends to a third-party user; it becomes an event."""
+        await self._check_receive(item)
+        taken = self._taking(item)
+        result, fresh = await self.store.write(f"relay_receive_{item.kind}", taken.unit)
+        self._took(taken, fresh)
+        return result
+
+    async def receive_many(self, items: list[Inbound]) -> list[str | GatewayError]:
+        """Accept a platform webhook's items in one write unit, in their order: for each, its
+        gateway id, or the refusal that is its own (the others are taken all the same)."""
+        answers: list[str | GatewayError] = []
+        takings: dict[int, _Taking] = {}  # index in `items` -> its taking
+        for index, item in enumerate(items):
+            try:
+                await self._check_receive(item)
+            except GatewayError as exc:
+                answers.append(exc)
+                continue
+            takings[index] = self._taking(item)
+            answers.append("")
+
+        async def unit(tx: Tx) -> list[tuple[str, bool]]:
+            return [await taking.unit(tx) for taking in takings.values()]
+
+        if takings:
+            results = await self.store.write("relay_receive_batch", unit)
+            for (index, taking), (gateway_id, fresh) in zip(takings.items(), results, strict=True):
+                self._took(taking, fresh)
+                answers[index] = gateway_id
+        return answers
+
+    async def _check_receive(self, item: Inbound) -> None:
         client_id = provider_of(item.recipient)
         if client_id is None or not await self.consent.allows(item.sender, client_id):
             raise UnknownRecipient("No such third-party user is reachable.", field="$.to")
         await self.check_capacity(client_id)
+
+    def _taking(self, item: Inbound) -> _Taking:
+        """The write unit that takes `item` (its checks passed: `_check_receive`)."""
+        client_id = provider_of(item.recipient)
+        assert client_id is not None
         key = f"in:{item.service}:{item.kind}:{item.native_id}"
         digest = digest_of(item)
         gateway_id = f"gw_{new_id()}"
@@ -293,7 +341,10 @@ class Relay:
             )
             return gateway_id, True
 
-        result, fresh = await self.store.write(f"relay_receive_{item.kind}", unit)
+        return _Taking(item, client_id, gateway_id, unit)
+
+    def _took(self, taking: _Taking, fresh: bool) -> None:
+        item, client_id = taking.item, taking.client_id
         hit = self._backlogs.get(client_id)
         if fresh and hit is not None:
             # It just grew by one: counted in memory (a COUNT per receipt cost more than the
@@ -304,7 +355,6 @@ class Relay:
             metrics.MESSAGES_ACCEPTED.labels(item.service, type_, "to_provider").inc()
             # Handed to the provider's event queue: that is its delivery.
             metrics.message_delivered(item.service, type_, "to_provider", now_ms())
-        return result
 
     async def _event_for(
         self, tx: Tx, gateway_id: str, item: Inbound

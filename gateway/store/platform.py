@@ -3,6 +3,8 @@ third-party users and relayed messages by, so that their webhooks find the way b
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from gateway.store.base import Reader, Tx
 
 REMEMBER_USER_SQL = (
@@ -35,6 +37,14 @@ async def remember_message(
 ) -> None:
     """Record that `service` knows the gateway message `message_id` as `native_id`."""
     await tx.execute(REMEMBER_MESSAGE_SQL, service, native_id, message_id, created_at)
+
+
+async def remember_messages(
+    tx: Tx, records: Sequence[tuple[str, str, str]], created_at: int
+) -> None:
+    """`remember_message` for each `(service, native_id, message_id)`, in one statement."""
+    if records:
+        await tx.executemany(REMEMBER_MESSAGE_SQL, [(s, n, m, created_at) for s, n, m in records])
 
 
 async def message_id(db: Reader, service: str, native_id: str, alias: str) -> str | None:

@@ -113,3 +113,36 @@ def test_media_round_trip_and_tampering() -> None:
     with pytest.raises(MediaIntegrityError, match="authenticate"):
         decrypt_media(ciphertext, forged)
     assert hashlib.sha256(ciphertext).digest() == key.sha256
+
+
+def test_a_pickle_holds_every_session_as_it_is_now() -> None:
+    """Sessions unchanged since the last pickle are not pickled again; one that moved is."""
+    alice, carol, bob = OlmParty(), OlmParty(), OlmParty()
+    key = os.urandom(32)
+    bob.decrypt(start(alice, bob, b"a1"))
+    bob.decrypt(start(carol, bob, b"c1"))
+    alice.decrypt(bob.encrypt(alice.identity_key, b"r1"))
+    bob.pickle(key)  # both sessions pickled as they are here
+    a2 = alice.encrypt(bob.identity_key, b"a2")
+    assert a2.type == 1
+    assert bob.decrypt(a2) == b"a2"  # alice's session moves; carol's does not
+    restored = OlmParty.from_pickle(bob.pickle(key), key)
+    with pytest.raises(DecryptionFailed):
+        restored.decrypt(a2)  # its message key was used: the pickle is of the moved session
+    assert restored.decrypt(carol.encrypt(bob.identity_key, b"c2")) == b"c2"
+    assert restored.decrypt(alice.encrypt(bob.identity_key, b"a3")) == b"a3"
+    other_key = os.urandom(32)  # pickled under another key: nothing cached is reused
+    assert OlmParty.from_pickle(bob.pickle(other_key), other_key).identity_key == bob.identity_key
+
+
+def test_a_pickle_holds_the_account_as_it_is_now() -> None:
+    """The account is pickled again once an inbound session takes one of its one-time keys."""
+    dave, bob = OlmParty(), OlmParty()
+    key = os.urandom(32)
+    (otk,) = bob.key_bundle(1).one_time_keys.values()
+    bob.pickle(key)  # the account pickled with its one-time key unused
+    first = dave.encrypt(bob.identity_key, b"d1", one_time_key=otk.key)
+    assert bob.decrypt(first) == b"d1"
+    restored = OlmParty.from_pickle(bob.pickle(key), key)
+    with pytest.raises(DecryptionFailed):
+        restored.decrypt(first)  # a replay: the one-time key is gone from the account

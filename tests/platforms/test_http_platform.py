@@ -249,3 +249,127 @@ async def test_a_status_that_overtakes_its_messages_record_waits_for_it(meta: An
     assert response.status == 200, await response.text()
     (receipt,) = await events_of(client, "acme", "receipt")
     assert (receipt["message_id"], receipt["status"]) == (body["id"], "delivered")
+
+
+async def test_a_status_back_before_its_messages_record_commits_is_taken_at_once(
+    meta: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, fake = meta
+    peer = f"mimi://whatsapp/u/{WA_USER}"
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    store = client.app[STORE]
+    held, writing = asyncio.Event(), asyncio.Event()
+    write = store.write
+
+    async def holding_records(name: str, unit: Any) -> Any:
+        if name == "platform_message_ids":  # the record of the native id, held back
+            writing.set()
+            await held.wait()
+        return await write(name, unit)
+
+    monkeypatch.setattr(store, "write", holding_records)
+    native = {"type": "text", "text": {"body": "quick status"}}
+    body = alice.message(peer, encrypted=await alice.encrypt_for(peer, native))
+    assert (await alice.send(body)).status == 202
+    async with asyncio.timeout(5):
+        await writing.wait()  # the service answered the send; its record is not written
+    status = {"id": "wamid.N1", "status": "delivered", "timestamp": str(int(time.time())),
+              "recipient_id": WA_USER}  # fmt: skip
+    raw, headers = signed(wa_webhook({"statuses": [status]}, fake.received[0]["from"]))
+    try:
+        async with asyncio.timeout(0.4):  # less than a status waits for a record in the store
+            response = await client.post(
+                "/platform/v1/whatsapp/webhook", data=raw, headers=headers
+            )
+        assert response.status == 200, await response.text()
+        assert (await response.json())["accepted"] == 1
+    finally:
+        held.set()
+    (receipt,) = await events_of(client, "acme", "receipt")
+    assert (receipt["message_id"], receipt["status"]) == (body["id"], "delivered")
+
+
+async def test_a_webhook_of_several_statuses_relays_each_once_and_a_bad_one_alone(
+    meta: Any,
+) -> None:
+    client, fake = meta
+    peer = f"mimi://whatsapp/u/{WA_USER}"
+    alice = ThirdPartyUser(client, "acme", "alice")
+    await alice.publish_keys()
+    sent = []
+    for n in range(3):
+        native = {"type": "text", "text": {"body": f"batched {n}"}}
+        body = alice.message(peer, encrypted=await alice.encrypt_for(peer, native))
+        assert (await alice.send(body)).status == 202
+        sent.append(body["id"])
+    store = client.app[STORE]
+
+    async def recorded() -> bool:
+        return await store.fetchval("SELECT COUNT(*) FROM platform_message_ids") == 3
+
+    await eventually(recorded)
+    alice_native = fake.received[0]["from"]
+    now = str(int(time.time()))
+
+    def statuses(number: str, *ids: str) -> dict[str, Any]:
+        metadata = {"display_phone_number": number, "phone_number_id": number}
+        value = {"messaging_product": "whatsapp", "metadata": metadata, "statuses": [
+            {"id": i, "status": "delivered", "timestamp": now, "recipient_id": WA_USER}
+            for i in ids
+        ]}  # fmt: skip
+        return {"id": number, "changes": [{"field": "messages", "value": value}]}
+
+    # Meta batches: two statuses, one for a number that is no user of ours (refused on its
+    # own), then the third.
+    webhook = {"object": "whatsapp_business_account", "entry": [
+        statuses(alice_native, "wamid.N1", "wamid.N2"), statuses("999000111", "wamid.N3"),
+        statuses(alice_native, "wamid.N3"),
+    ]}  # fmt: skip
+    raw, headers = signed(webhook)
+    for _ in range(2):  # Meta may post a webhook again: nothing reaches the provider twice
+        response = await client.post("/platform/v1/whatsapp/webhook", data=raw, headers=headers)
+        assert response.status == 200, await response.text()
+        assert (await response.json())["accepted"] == 3
+    receipts = await events_of(client, "acme", "receipt")
+    assert sorted(r["message_id"] for r in receipts) == sorted(sent)
+    assert {r["status"] for r in receipts} == {"delivered"}
+
+
+async def test_records_of_sends_answered_together_are_one_unit_and_share_its_fate(
+    meta: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, _ = meta
+    store, platform = client.app[STORE], client.app[PLATFORM]
+    assert isinstance(platform, HttpPlatform)
+    units: list[str] = []
+    write = store.write
+    failing = {"on": False}
+
+    async def counting(name: str, unit: Any) -> Any:
+        units.append(name)
+        if failing["on"]:
+            raise RuntimeError("disk full")
+        return await write(name, unit)
+
+    monkeypatch.setattr(store, "write", counting)
+
+    def sent(n: int) -> Outgoing:
+        return Outgoing(
+            id=f"gw_{n}", kind="message", service="whatsapp", sender="mimi://acme/u/alice",
+            recipient=f"mimi://whatsapp/u/{WA_USER}", sent_at=0, payload={},
+        )  # fmt: skip
+
+    await asyncio.gather(*(platform._remember_message(sent(n), f"wamid.T{n}") for n in range(5)))
+    assert units == ["platform_message_ids"]
+    for n in range(5):
+        found = await store.fetchval(
+            "SELECT message_id FROM platform_message_ids WHERE native_id = $1", f"wamid.T{n}"
+        )
+        assert found == f"gw_{n}"
+    failing["on"] = True  # a record not written: each of its sends is told (and retried)
+    results = await asyncio.gather(
+        *(platform._remember_message(sent(n), f"wamid.F{n}") for n in range(5, 7)),
+        return_exceptions=True,
+    )
+    assert [type(r) for r in results] == [RuntimeError, RuntimeError]

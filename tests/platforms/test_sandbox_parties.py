@@ -9,6 +9,7 @@ import pytest
 from gateway.crypto import OlmParty
 from gateway.platforms.sandbox_state import SandboxState, SandboxUser, StaleAccount
 from gateway.store import Store
+from gateway.store import sandbox as sandbox_store
 
 URI = "mimi://whatsapp/u/15550001"
 KEY = bytes(range(32))
@@ -74,3 +75,23 @@ async def test_an_account_whose_save_failed_is_restored_again(
     restored, restored_version = await state.party(URI)
     assert restored is not cached and restored_version == version + 1
     assert len(restores) == 2
+
+
+async def test_a_user_is_read_once_and_one_not_found_is_looked_up_again(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mine, other = SandboxState(store, KEY), SandboxState(store, KEY)  # two replicas, one DB
+    assert await mine.user(URI) is None  # not created yet: not remembered as missing
+    await other.create(SandboxUser(uri=URI, service="whatsapp", native_id="15550001", name="A"))
+    found = await mine.user(URI)
+    assert found is not None and found.native_id == "15550001"
+    reads: list[str] = []
+    original = sandbox_store.user
+
+    async def counting(db: Any, uri: str) -> Any:
+        reads.append(uri)
+        return await original(db, uri)
+
+    monkeypatch.setattr(sandbox_store, "user", counting)
+    assert await mine.user(URI) == found
+    assert reads == []  # kept: a user never changes

@@ -38,3 +38,19 @@ async def test_a_message_id_is_found_under_either_spelling(store: Store) -> None
     assert await platform_store.message_id(store, "whatsapp", "wamid.ABC", "x") == "m-1"
     assert await platform_store.message_id(store, "whatsapp", "XYZ", "wamid.XYZ") is None
     assert await platform_store.message_id(store, "messenger", "ABC", "wamid.ABC") is None
+
+
+async def test_message_ids_remembered_together_each_map_back_and_the_first_stays(
+    store: Store,
+) -> None:
+    await store.write(
+        "m", lambda tx: platform_store.remember_message(tx, "whatsapp", "wamid.A", "m-0", 1)
+    )
+    records = [("whatsapp", "wamid.A", "m-1"), ("whatsapp", "wamid.B", "m-2"),
+               ("messenger", "mid.C", "m-3")]  # fmt: skip
+    await store.write("m", lambda tx: platform_store.remember_messages(tx, records, 1000))
+    await store.write("m", lambda tx: platform_store.remember_messages(tx, [], 1000))
+    assert await platform_store.message_id(store, "whatsapp", "A", "wamid.A") == "m-0"
+    assert await platform_store.message_id(store, "whatsapp", "B", "wamid.B") == "m-2"
+    assert await platform_store.message_id(store, "messenger", "mid.C", "x") == "m-3"
+    assert await platform_store.message_id(store, "whatsapp", "mid.C", "x") is None
