@@ -23,11 +23,14 @@ import base64
 import binascii
 import hashlib
 import math
-import struct
 from typing import cast
 
 from aiohttp import web
 from aiohttp.http import WS_KEY
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
 from gateway.errors import BadRequest
 
@@ -47,7 +50,6 @@ CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
-_TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x1, 0x2, 0x8, 0x9, 0xA
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 
 
@@ -156,21 +158,31 @@ class _Handover:
         transport.resume_reading()  # in case aiohttp had paused it
 
 
-def _unmask(mask: bytes, data: bytes) -> bytes:
-    n = len(data)
-    if not n:
-        return data
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(data, "little") ^ int.from_bytes(key, "little")).to_bytes(n, "little")
+class _MessageSizeLimit(Extension):
+    """Refuses a frame longer than MAX_MESSAGE_BYTES on its header alone (1009), before its
+    payload is buffered. Not an extension on the wire: nothing is negotiated, no bit is used."""
+
+    name = "message-size-limit"
+
+    def enabled(self) -> bool:  # wsproto consults enabled extensions only
+        return True
+
+    def offer(self) -> bool:
+        return False
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        if payload_length > MAX_MESSAGE_BYTES:
+            return CloseReason.MESSAGE_TOO_BIG
+        return RsvBits(False, False, False)
 
 
-def _frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    if n < 126:
-        return bytes((0x80 | opcode, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", 0x80 | opcode, 126, n) + payload
-    return struct.pack("!BBQ", 0x80 | opcode, 127, n) + payload
+_EXTENSIONS: list[Extension] = [_MessageSizeLimit()]  # stateless: shared by every socket
 
 
 class WebSocket(asyncio.Protocol):
@@ -179,13 +191,14 @@ class WebSocket(asyncio.Protocol):
     `deadline` (loop time; `expired` is called then)."""
 
     __slots__ = (
-        "_buffer",
+        "_conn",
         "_drained",
         "_fragments",
         "_loop",
         "_paused",
         "_ping_at",
         "_seen",
+        "_size",
         "_state",
         "_timer",
         "_transport",
@@ -195,8 +208,10 @@ class WebSocket(asyncio.Protocol):
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._buffer = b""
-        self._fragments: list[bytes] | None = None  # a fragmented message's frames so far
+        # RFC 6455 framing (after the handshake, which `accept` answers).
+        self._conn = Connection(ConnectionType.SERVER, _EXTENSIONS)
+        self._fragments: list[str] | None = None  # a fragmented text message's parts so far
+        self._size = 0  # the bytes of the message being received so far
         self._state = _OPEN
         self._seen = self._loop.time()  # when the client last sent anything
         self._ping_at = 0.0  # when our unanswered ping was sent (0: none)
@@ -227,8 +242,8 @@ class WebSocket(asyncio.Protocol):
         if not self.is_open:
             raise ConnectionResetError("The WebSocket is closing.")
         assert self._transport is not None
-        data = text.encode() if isinstance(text, str) else text
-        self._transport.write(_frame(_TEXT, data))
+        data = text.decode() if isinstance(text, bytes) else text
+        self._transport.write(self._conn.send(TextMessage(data)))
 
     async def drain(self) -> None:
         """Wait while the connection's write buffer is above its high-water mark."""
@@ -245,7 +260,7 @@ class WebSocket(asyncio.Protocol):
             return
         assert self._transport is not None
         self._state = _CLOSING
-        self._transport.write(_frame(_CLOSE, struct.pack("!H", code) + reason))
+        self._transport.write(self._conn.send(CloseConnection(code, reason.decode())))
         self._set_timer(self._loop.time() + CLOSE_TIMEOUT_S)
 
     def pause_reading(self) -> None:
@@ -267,7 +282,6 @@ class WebSocket(asyncio.Protocol):
             return
         self._state = _CLOSED
         self._transport = None
-        self._buffer = b""
         self._fragments = None
         if self._timer is not None:
             self._timer.cancel()
@@ -285,84 +299,59 @@ class WebSocket(asyncio.Protocol):
             drained.set_result(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._state == _CLOSED:
+        if self._state == _CLOSED or self._conn.state is ConnectionState.CLOSED:
             return
         self._seen = self._loop.time()
-        buffer = self._buffer + data if self._buffer else data
-        at, end = 0, len(buffer)
-        while end - at >= 2 and self._state != _CLOSED:
-            first, second = buffer[at], buffer[at + 1]
-            if first & 0x70 or not second & 0x80:  # an extension bit, or an unmasked frame
-                return self._fail(CLOSE_PROTOCOL_ERROR)
-            length, head = second & 0x7F, at + 2
-            if length == 126:
-                if end - at < 4:
-                    break
-                length, head = int.from_bytes(buffer[at + 2 : at + 4], "big"), at + 4
-            elif length == 127:
-                if end - at < 10:
-                    break
-                length, head = int.from_bytes(buffer[at + 2 : at + 10], "big"), at + 10
-            if length > MAX_MESSAGE_BYTES:
-                return self._fail(CLOSE_TOO_BIG)
-            if end - head < 4 + length:
-                break
-            payload = _unmask(buffer[head : head + 4], buffer[head + 4 : head + 4 + length])
-            at = head + 4 + length
-            self._frame_received(bool(first & 0x80), first & 0x0F, payload)
-        self._buffer = buffer[at:] if self._state != _CLOSED else b""
-
-    # Frames in.
-
-    def _frame_received(self, fin: bool, opcode: int, payload: bytes) -> None:
-        if opcode >= 0x8:
-            if not fin or len(payload) > 125:
-                self._fail(CLOSE_PROTOCOL_ERROR)
-            elif opcode == _CLOSE:
-                self._close_received(payload)
-            elif opcode == _PING:
+        self._conn.receive_data(data)
+        for event in self._conn.events():
+            if isinstance(event, (TextMessage, BytesMessage)):
+                self._message_received(event)
+            elif isinstance(event, Ping):
                 if self.is_open:
                     assert self._transport is not None
-                    self._transport.write(_frame(_PONG, payload))
-            elif opcode != _PONG:
-                self._fail(CLOSE_PROTOCOL_ERROR)
-            return
-        if opcode == 0x0:  # a continuation
-            if self._fragments is None:
-                return self._fail(CLOSE_PROTOCOL_ERROR)
-            self._fragments.append(payload)
-            if sum(len(f) for f in self._fragments) - 1 > MAX_MESSAGE_BYTES:
-                return self._fail(CLOSE_TOO_BIG)
-            if not fin:
+                    self._transport.write(self._conn.send(event.response()))
+            elif isinstance(event, CloseConnection):
+                # The client's close, or wsproto's verdict on a protocol violation (1002,
+                # 1007, or 1009 from `_MessageSizeLimit`).
+                self._close_received(event.code)
+            # Pongs only count as data from the client (`_seen`).
+            if self._state == _CLOSED or self._transport is None:
+                return
+
+    # Messages in.
+
+    def _message_received(self, event: TextMessage | BytesMessage) -> None:
+        data = event.data
+        self._size += len(data.encode()) if isinstance(data, str) else len(data)
+        if self._size > MAX_MESSAGE_BYTES:
+            return self._fail(CLOSE_TOO_BIG)
+        if isinstance(event, TextMessage):
+            if not event.message_finished:
+                if self._fragments is None:
+                    self._fragments = []
+                self._fragments.append(event.data)
                 return
             fragments, self._fragments = self._fragments, None
-            opcode, payload = fragments[0][0], b"".join(fragments[1:])
-        elif opcode in (_TEXT, _BINARY):
-            if self._fragments is not None:
-                return self._fail(CLOSE_PROTOCOL_ERROR)
-            if not fin:
-                self._fragments = [bytes((opcode,)), payload]
-                return
-        else:
-            return self._fail(CLOSE_PROTOCOL_ERROR)
-        if opcode == _TEXT and self._state == _OPEN:
-            try:
-                text = payload.decode()
-            except UnicodeDecodeError:
-                return self._fail(CLOSE_INVALID_DATA)
+            text = "".join(fragments) + event.data if fragments else event.data
+        elif not event.message_finished:
+            return
+        else:  # Binary messages mean nothing here: ignored, as before.
+            assert isinstance(event, BytesMessage)
+            text = None
+        self._size = 0
+        if text is not None and self._state == _OPEN:
             self.received(text)
-        # Binary messages mean nothing here: ignored, as before.
 
-    def _close_received(self, payload: bytes) -> None:
-        if len(payload) == 1:
-            return self._fail(CLOSE_PROTOCOL_ERROR)
-        code = struct.unpack("!H", payload[:2])[0] if payload else CLOSE_NORMAL
-        if self._state == _OPEN:  # the client closes: echo its code, then end the TCP side
-            assert self._transport is not None
+    def _close_received(self, code: int) -> None:
+        transport = self._transport
+        if transport is None:
+            return
+        if code == CloseReason.NO_STATUS_RCVD:
+            code = CLOSE_NORMAL
+        if self._state == _OPEN:  # the client closes (or broke the protocol): answer its code
             self._state = _CLOSING
-            self._transport.write(_frame(_CLOSE, struct.pack("!H", code)))
-        if self._transport is not None:
-            self._transport.close()
+            transport.write(self._conn.send(CloseConnection(code)))
+        transport.close()
 
     def _fail(self, code: int) -> None:
         """A protocol violation: close with `code` without waiting for an answer."""
@@ -371,7 +360,7 @@ class WebSocket(asyncio.Protocol):
             return
         if self._state == _OPEN:
             self._state = _CLOSING
-            transport.write(_frame(_CLOSE, struct.pack("!H", code)))
+            transport.write(self._conn.send(CloseConnection(code)))
         transport.close()
 
     # The timer: heartbeat, deadline, closing handshake.
@@ -407,7 +396,7 @@ class WebSocket(asyncio.Protocol):
                 transport.abort()  # gone without a word
                 return
         elif now >= self._seen + HEARTBEAT_S:
-            transport.write(_frame(_PING, b""))
+            transport.write(self._conn.send(Ping()))
             self._ping_at = now
         self._schedule()
 
