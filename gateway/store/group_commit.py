@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -52,16 +52,12 @@ class UnitState:
         self._deferred.append((flush, item))
 
 
-class _CommittedTx(Protocol):
-    _callbacks: list[Callable[[], None]]
+Outcome = tuple[Pending, Any, BaseException | None, UnitState]
 
 
-Outcome = tuple[Pending, Any, BaseException | None, Any]
-
-
-async def flush_deferred(tx: Tx, outcomes: Sequence[Outcome]) -> bool:
+async def flush_deferred(tx: Tx, outcomes: Sequence[Outcome]) -> None:
     """Run each flush once with the deferred items of the batch's units that stand, in unit
-    order (Tx.defer); return whether there was anything to flush."""
+    order (Tx.defer)."""
     pending: dict[BatchFlush, list[Any]] = {}
     for _, _, error, unit_tx in outcomes:
         if error is None and unit_tx._deferred:
@@ -69,7 +65,6 @@ async def flush_deferred(tx: Tx, outcomes: Sequence[Outcome]) -> bool:
                 pending.setdefault(flush, []).append(item)
     for flush, items in pending.items():
         await flush(tx, items)
-    return bool(pending)
 
 
 def has_deferred(outcomes: Sequence[Outcome]) -> bool:
@@ -123,8 +118,7 @@ class GroupCommitWriter:
         metrics.STORE_COMMIT_DURATION.observe(time.perf_counter() - started)
         for item, result, error, tx in outcomes:
             if error is None:
-                committed: _CommittedTx = tx
-                for callback in committed._callbacks:
+                for callback in tx._callbacks:
                     try:
                         callback()
                     except Exception:
